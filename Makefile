@@ -1,0 +1,33 @@
+# First `make <anything>` builds .venv and installs the project (editable, with the dev extra).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+SETUP := $(VENV)/.setup-done
+
+.PHONY: setup test coefficients lint convergence-plots clean
+
+setup: $(SETUP)
+
+$(SETUP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(SETUP)
+
+test: $(SETUP)
+	$(PY) -m pytest -n 2 -q
+
+coefficients: $(SETUP)
+	$(PY) -m seeds.analysis.codegen
+
+lint: $(SETUP)
+	$(VENV)/bin/ruff check analysis solvers experiments figures tests
+	$(VENV)/bin/ruff format --check analysis solvers experiments figures tests
+
+convergence-plots: $(SETUP)
+	@echo "make convergence-plots is not implemented yet: it arrives with the convergence-verification issue." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

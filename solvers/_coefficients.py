@@ -1,0 +1,283 @@
+"""Solver coefficients generated from the derivations in seeds.analysis.
+
+GENERATED FILE - DO NOT EDIT. Regenerate with: make coefficients (python -m seeds.analysis.codegen).
+"""
+
+import math  # noqa: F401  (printed expressions may use math.e / math.pi)
+
+from seeds.solvers._backend import (  # noqa: F401
+    absolute,
+    atan,
+    elementwise,
+    exp,
+    expm1,
+    log,
+    log1p,
+    sqrt,
+    tan,
+    where,
+)
+
+@elementwise
+def phi_1(z):
+    """phi_1(z) = sum_j z^j/(j+1)!: expm1 closed form for |z| > 0.0, 1 Taylor terms below."""
+    near = absolute(z) <= 0.0
+    z_far = where(near, 1.0, z)
+    z_near = where(near, z, 0.0)
+    return where(near, 1.0000000000000000, expm1(z_far)/z_far)
+
+
+@elementwise
+def phi_2(z):
+    """phi_2(z) = sum_j z^j/(j+2)!: expm1 closed form for |z| > 0.464, 13 Taylor terms below."""
+    near = absolute(z) <= 0.464
+    z_far = where(near, 1.0, z)
+    z_near = where(near, z, 0.0)
+    return where(near, 0.50000000000000000 + z_near * (0.16666666666666667 + z_near * (0.041666666666666667 + z_near * (0.0083333333333333333 + z_near * (0.0013888888888888889 + z_near * (0.00019841269841269841 + z_near * (2.4801587301587302e-5 + z_near * (2.7557319223985891e-6 + z_near * (2.7557319223985891e-7 + z_near * (2.5052108385441719e-8 + z_near * (2.0876756987868099e-9 + z_near * (1.6059043836821615e-10 + z_near * (1.1470745597729725e-11)))))))))))), (-z_far + expm1(z_far))/z_far**2)
+
+
+@elementwise
+def phi_3(z):
+    """phi_3(z) = sum_j z^j/(j+3)!: expm1 closed form for |z| > 1.674, 20 Taylor terms below."""
+    near = absolute(z) <= 1.674
+    z_far = where(near, 1.674, z)
+    z_near = where(near, z, 0.0)
+    return where(near, 0.16666666666666667 + z_near * (0.041666666666666667 + z_near * (0.0083333333333333333 + z_near * (0.0013888888888888889 + z_near * (0.00019841269841269841 + z_near * (2.4801587301587302e-5 + z_near * (2.7557319223985891e-6 + z_near * (2.7557319223985891e-7 + z_near * (2.5052108385441719e-8 + z_near * (2.0876756987868099e-9 + z_near * (1.6059043836821615e-10 + z_near * (1.1470745597729725e-11 + z_near * (7.6471637318198165e-13 + z_near * (4.7794773323873853e-14 + z_near * (2.8114572543455208e-15 + z_near * (1.5619206968586226e-16 + z_near * (8.2206352466243297e-18 + z_near * (4.1103176233121649e-19 + z_near * (1.9572941063391261e-20 + z_near * (8.8967913924505733e-22))))))))))))))))))), (-z_far**2/2 - z_far + expm1(z_far))/z_far**3)
+
+
+@elementwise
+def noise_kernel_variable(lam, eta):
+    """nu(lambda): the model kernel is e^(-rate nu) dnu (parameterisation noise, eta = eta)."""
+    return lam
+
+
+@elementwise
+def noise_kernel_variable_increment(lam_s, h, eta):
+    """nu(lam_s + h) - nu(lam_s), free of cancellation for small h (parameterisation noise, eta = eta)."""
+    return h
+
+
+@elementwise
+def noise_log_snr(nu, eta):
+    """lambda(nu), the inverse of the kernel variable (parameterisation noise, eta = eta)."""
+    return nu
+
+
+@elementwise
+def noise_linear_factor(lam_s, h, eta):
+    """Phi(t, s), the integrating factor from lambda_s to lambda_s + h (parameterisation noise, eta = eta)."""
+    return 1
+
+
+@elementwise
+def noise_step_scale(lam, eta):
+    """Factor of int_0^h e^(rate (h - tau)) m dtau in the model term, at lambda_t (parameterisation noise, eta = eta)."""
+    return (-eta**2 - 1)*exp(-lam)
+
+
+@elementwise
+def noise_noise_scale(lam, eta):
+    """Factor of the noise-process increment in the step noise, at lambda_t (parameterisation noise, eta = eta)."""
+    return 1
+
+
+@elementwise
+def data_kernel_variable(lam, eta):
+    """nu(lambda): the model kernel is e^(-rate nu) dnu (parameterisation data, eta = eta)."""
+    return lam*(eta**2 + 1)
+
+
+@elementwise
+def data_kernel_variable_increment(lam_s, h, eta):
+    """nu(lam_s + h) - nu(lam_s), free of cancellation for small h (parameterisation data, eta = eta)."""
+    return eta**2*h + h
+
+
+@elementwise
+def data_log_snr(nu, eta):
+    """lambda(nu), the inverse of the kernel variable (parameterisation data, eta = eta)."""
+    return nu/(eta**2 + 1)
+
+
+@elementwise
+def data_linear_factor(lam_s, h, eta):
+    """Phi(t, s), the integrating factor from lambda_s to lambda_s + h (parameterisation data, eta = eta)."""
+    return exp(-h*(eta**2 + 1))
+
+
+@elementwise
+def data_step_scale(lam, eta):
+    """Factor of int_0^h e^(rate (h - tau)) m dtau in the model term, at lambda_t (parameterisation data, eta = eta)."""
+    return 1
+
+
+@elementwise
+def data_noise_scale(lam, eta):
+    """Factor of the noise-process increment in the step noise, at lambda_t (parameterisation data, eta = eta)."""
+    return exp(-lam*(eta**2 + 1))
+
+
+@elementwise
+def edm_kernel_variable(lam, sigma_data):
+    """nu(lambda): the model kernel is e^(-rate nu) dnu (parameterisation edm, eta = 1)."""
+    return log1p(sigma_data**2*exp(2*lam))/2
+
+
+@elementwise
+def edm_kernel_variable_increment(lam_s, h, sigma_data):
+    """nu(lam_s + h) - nu(lam_s), free of cancellation for small h (parameterisation edm, eta = 1)."""
+    return where(sigma_data**2*exp(2*lam_s)*absolute(expm1(2*h))/(sigma_data**2*exp(2*lam_s) + 1) < (1/2), log1p(sigma_data**2*exp(2*lam_s)*expm1(2*h)/(sigma_data**2*exp(2*lam_s) + 1)), log((sigma_data**2*exp(2*h + 2*lam_s) + 1)/(sigma_data**2*exp(2*lam_s) + 1)))/2
+
+
+@elementwise
+def edm_log_snr(nu, sigma_data):
+    """lambda(nu), the inverse of the kernel variable (parameterisation edm, eta = 1)."""
+    return -log(sigma_data) + log(expm1(2*nu))/2
+
+
+@elementwise
+def edm_linear_factor(lam_s, h, sigma_data):
+    """Phi(t, s), the integrating factor from lambda_s to lambda_s + h (parameterisation edm, eta = 1)."""
+    return (sigma_data**2*exp(2*h + 2*lam_s) + 1)*exp(-2*h)/(sigma_data**2*exp(2*lam_s) + 1)
+
+
+@elementwise
+def edm_step_scale(lam, sigma_data):
+    """Factor of int_0^h e^(rate (h - tau)) m dtau in the model term, at lambda_t (parameterisation edm, eta = 1)."""
+    return 2*sqrt(sigma_data**2*exp(2*lam) + 1)*exp(-2*lam)/sigma_data
+
+
+@elementwise
+def edm_noise_scale(lam, sigma_data):
+    """Factor of the noise-process increment in the step noise, at lambda_t (parameterisation edm, eta = 1)."""
+    return sigma_data**2 + exp(-2*lam)
+
+
+@elementwise
+def edm_ode_kernel_variable(lam, sigma_data):
+    """nu(lambda): the model kernel is e^(-rate nu) dnu (parameterisation edm, eta = 0)."""
+    return -log(atan(exp(-lam)/sigma_data))
+
+
+@elementwise
+def edm_ode_kernel_variable_increment(lam_s, h, sigma_data):
+    """nu(lam_s + h) - nu(lam_s), free of cancellation for small h (parameterisation edm, eta = 0)."""
+    return -where(absolute(atan(exp(-lam_s)*expm1(-h)/(sigma_data*(1 + exp(-lam_s)*exp(-h - lam_s)/sigma_data**2))))/atan(exp(-lam_s)/sigma_data) < (1/2), log1p(atan(exp(-lam_s)*expm1(-h)/(sigma_data*(1 + exp(-lam_s)*exp(-h - lam_s)/sigma_data**2)))/atan(exp(-lam_s)/sigma_data)), log(atan(exp(-h - lam_s)/sigma_data)/atan(exp(-lam_s)/sigma_data)))
+
+
+@elementwise
+def edm_ode_log_snr(nu, sigma_data):
+    """lambda(nu), the inverse of the kernel variable (parameterisation edm, eta = 0)."""
+    return -log(sigma_data*tan(exp(-nu)))
+
+
+@elementwise
+def edm_ode_linear_factor(lam_s, h, sigma_data):
+    """Phi(t, s), the integrating factor from lambda_s to lambda_s + h (parameterisation edm, eta = 0)."""
+    return sqrt(sigma_data**2*exp(2*h + 2*lam_s) + 1)*exp(-h)/sqrt(sigma_data**2*exp(2*lam_s) + 1)
+
+
+@elementwise
+def edm_ode_step_scale(lam, sigma_data):
+    """Factor of int_0^h e^(rate (h - tau)) m dtau in the model term, at lambda_t (parameterisation edm, eta = 0)."""
+    return sqrt(sigma_data**2*exp(2*lam) + 1)*exp(-lam)*atan(exp(-lam)/sigma_data)
+
+
+@elementwise
+def edm_ode_noise_scale(lam, sigma_data):
+    """Factor of the noise-process increment in the step noise, at lambda_t (parameterisation edm, eta = 0)."""
+    return sqrt(sigma_data**2*exp(2*lam) + 1)*exp(-lam)
+
+
+@elementwise
+def seeds_1_stage_1_value_weight(h, rate):
+    """seeds-1, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def seeds_2_phi_1_stage_1_value_weight(h, rate, c2):
+    """seeds-2/phi_1, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return c2*h*phi_1(c2*h*rate)
+
+
+@elementwise
+def seeds_2_phi_1_stage_2_value_weight(h, rate, c2):
+    """seeds-2/phi_1, stage 2: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def seeds_2_phi_1_stage_2_slope_weight(h, rate, c2):
+    """seeds-2/phi_1, stage 2: weight on the model slope (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)/(2*c2)
+
+
+@elementwise
+def seeds_2_phi_2_stage_1_value_weight(h, rate, c2):
+    """seeds-2/phi_2, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return c2*h*phi_1(c2*h*rate)
+
+
+@elementwise
+def seeds_2_phi_2_stage_2_value_weight(h, rate, c2):
+    """seeds-2/phi_2, stage 2: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def seeds_2_phi_2_stage_2_slope_weight(h, rate, c2):
+    """seeds-2/phi_2, stage 2: weight on the model slope (times step_scale), in nu-steps h."""
+    return h*phi_2(h*rate)/c2
+
+
+@elementwise
+def seeds_3_stage_1_value_weight(h, rate, c2, c3):
+    """seeds-3, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return c2*h*phi_1(c2*h*rate)
+
+
+@elementwise
+def seeds_3_stage_2_value_weight(h, rate, c2, c3):
+    """seeds-3, stage 2: weight on the model value (times step_scale), in nu-steps h."""
+    return c3*h*phi_1(c3*h*rate)
+
+
+@elementwise
+def seeds_3_stage_2_slope_weight(h, rate, c2, c3):
+    """seeds-3, stage 2: weight on the model slope (times step_scale), in nu-steps h."""
+    return c3**2*h*phi_2(c3*h*rate)/c2
+
+
+@elementwise
+def seeds_3_stage_3_value_weight(h, rate, c2, c3):
+    """seeds-3, stage 3: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def seeds_3_stage_3_slope_weight(h, rate, c2, c3):
+    """seeds-3, stage 3: weight on the model slope (times step_scale), in nu-steps h."""
+    return h*phi_2(h*rate)/c3
+
+
+@elementwise
+def multistep_2_phi_1_stage_1_value_weight(h, rate, r):
+    """multistep-2/phi_1, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def multistep_2_phi_1_stage_1_slope_weight(h, rate, r):
+    """multistep-2/phi_1, stage 1: weight on the model slope (times step_scale), in nu-steps h."""
+    return -h*phi_1(h*rate)/(2*r)
+
+
+SCHEME_WEIGHTS = {
+    'seeds-1': ((seeds_1_stage_1_value_weight, ),),
+    'seeds-2/phi_1': ((seeds_2_phi_1_stage_1_value_weight, ), (seeds_2_phi_1_stage_2_value_weight, seeds_2_phi_1_stage_2_slope_weight, ),),
+    'seeds-2/phi_2': ((seeds_2_phi_2_stage_1_value_weight, ), (seeds_2_phi_2_stage_2_value_weight, seeds_2_phi_2_stage_2_slope_weight, ),),
+    'seeds-3': ((seeds_3_stage_1_value_weight, ), (seeds_3_stage_2_value_weight, seeds_3_stage_2_slope_weight, ), (seeds_3_stage_3_value_weight, seeds_3_stage_3_slope_weight, ),),
+    'multistep-2/phi_1': ((multistep_2_phi_1_stage_1_value_weight, multistep_2_phi_1_stage_1_slope_weight, ),),
+}
+KERNEL_RATES = {'noise': 1, 'data': -1, 'edm': 1, 'edm_ode': 1}
