@@ -56,6 +56,14 @@ class GeneratedFunction:
 class Select(sp.Function):
     """Elementwise choice between two forms of one quantity; printed as a call to `where`."""
 
+    @classmethod
+    def eval(cls, condition, if_true, if_false):
+        if condition is sp.true:
+            return if_true
+        if condition is sp.false:
+            return if_false
+        return None
+
 
 class _Printer(StrPrinter):
     """Prints plain Python calls to the names seeds.solvers._backend exports."""
