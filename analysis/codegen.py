@@ -311,6 +311,21 @@ def _scheme_table() -> str:
             stages.append("(" + "".join(f"{prefix}_stage_{index}_{label}_weight, " for label in labels) + ")")
         lines.append(f"    {name!r}: ({', '.join(stages)},),")
     lines.append("}")
+    lines.append("# Per scheme: stage fractions and slope nodes (None: first-order stage) as functions of its parameters.")
+    lines.append("SCHEME_STAGES = {")
+    for name, scheme in schemes.SCHEMES.items():
+        arguments = ", ".join(str(symbol) for symbol in scheme.parameters)
+        stages = ", ".join(
+            f"({_Printer().doprint(stage.fraction)}, "
+            f"{'None' if stage.slope_node is None else _Printer().doprint(stage.slope_node)})"
+            for stage in scheme.stages
+        )
+        lines.append(f"    {name!r}: lambda {arguments}: ({stages},),")
+    lines.append("}")
+    parameter_names = ", ".join(
+        f"{name!r}: {tuple(str(symbol) for symbol in scheme.parameters)!r}" for name, scheme in schemes.SCHEMES.items()
+    )
+    lines.append(f"SCHEME_PARAMETERS = {{{parameter_names}}}")
     rates = ", ".join(
         f"{prefix!r}: {exact.exact_solution(name, eta).rate}"
         for prefix, (name, eta, _) in PARAMETERISATION_VARIANTS.items()

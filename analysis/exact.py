@@ -83,7 +83,7 @@ class ExactSolution:
     noise_scale: sp.Expr
     noise_kernel: sp.Expr
 
-    @property
+    @functools.cached_property
     def step_scale(self) -> sp.Expr:
         return sp.simplify(self.model_scale * sp.exp(-self.rate * self.kernel_variable))
 

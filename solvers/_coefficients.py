@@ -280,4 +280,13 @@ SCHEME_WEIGHTS = {
     'seeds-3': ((seeds_3_stage_1_value_weight, ), (seeds_3_stage_2_value_weight, seeds_3_stage_2_slope_weight, ), (seeds_3_stage_3_value_weight, seeds_3_stage_3_slope_weight, ),),
     'multistep-2/phi_1': ((multistep_2_phi_1_stage_1_value_weight, multistep_2_phi_1_stage_1_slope_weight, ),),
 }
+# Per scheme: stage fractions and slope nodes (None: first-order stage) as functions of its parameters.
+SCHEME_STAGES = {
+    'seeds-1': lambda : ((1, None),),
+    'seeds-2/phi_1': lambda c2: ((c2, None), (1, c2),),
+    'seeds-2/phi_2': lambda c2: ((c2, None), (1, c2),),
+    'seeds-3': lambda c2, c3: ((c2, None), (c3, c2), (1, c3),),
+    'multistep-2/phi_1': lambda r: ((1, -r),),
+}
+SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'multistep-2/phi_1': ('r',)}
 KERNEL_RATES = {'noise': 1, 'data': -1, 'edm': 1, 'edm_ode': 1}
