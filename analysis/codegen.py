@@ -1,4 +1,6 @@
-"""Writes solvers/_coefficients.py from the derivations: `make coefficients` / `python -m seeds.analysis.codegen`.
+"""Writes solvers/_coefficients.py from the derivations.
+
+Run as `make coefficients` or `python -m seeds.analysis.codegen`.
 
 Each generated function is an `@elementwise` function of floats, numpy arrays or torch tensors. The file is
 assembled from GeneratedFunction records, which also carry the unstabilised sympy expression the tests
@@ -13,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
+from seeds.analysis import exact, phi, schemes
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.str import StrPrinter
-
-from seeds.analysis import exact, phi, schemes
 
 OUTPUT = Path(__file__).resolve().parent.parent / "solvers" / "_coefficients.py"
 COMMAND = "make coefficients (python -m seeds.analysis.codegen)"
@@ -151,7 +152,9 @@ def phi_records() -> list[GeneratedFunction]:
 # ------------------------------------------------------------------------------ parameterisation pieces
 
 
-def stable_difference(expression: sp.Expr, variable: sp.Symbol, start: sp.Expr, increment: sp.Expr) -> sp.Expr:
+def stable_difference(
+    expression: sp.Expr, variable: sp.Symbol, start: sp.Expr, increment: sp.Expr
+) -> sp.Expr:
     """f(start + increment) - f(start), rewritten so that nothing cancels when the increment is small.
 
     Recurses through sums, constant multiples, products, powers, log and atan down to exponentials of
@@ -311,7 +314,9 @@ def _scheme_table() -> str:
             stages.append("(" + "".join(f"{prefix}_stage_{index}_{label}_weight, " for label in labels) + ")")
         lines.append(f"    {name!r}: ({', '.join(stages)},),")
     lines.append("}")
-    lines.append("# Per scheme: stage fractions and slope nodes (None: first-order stage) as functions of its parameters.")
+    lines.append(
+        "# Per scheme: stage fractions and slope nodes (None: a first-order stage), from its parameters."
+    )
     lines.append("SCHEME_STAGES = {")
     for name, scheme in schemes.SCHEMES.items():
         arguments = ", ".join(str(symbol) for symbol in scheme.parameters)
@@ -323,7 +328,8 @@ def _scheme_table() -> str:
         lines.append(f"    {name!r}: lambda {arguments}: ({stages},),")
     lines.append("}")
     parameter_names = ", ".join(
-        f"{name!r}: {tuple(str(symbol) for symbol in scheme.parameters)!r}" for name, scheme in schemes.SCHEMES.items()
+        f"{name!r}: {tuple(str(symbol) for symbol in scheme.parameters)!r}"
+        for name, scheme in schemes.SCHEMES.items()
     )
     lines.append(f"SCHEME_PARAMETERS = {{{parameter_names}}}")
     rates = ", ".join(

@@ -37,7 +37,8 @@ def model_drift(parameterisation: str, eta_value=eta) -> tuple[sp.Expr, sp.Expr]
     denoised = {
         "noise": x - s * m,
         "data": m,
-        "edm": sigma_data**2 / (s**2 + sigma_data**2) * x + s * sigma_data / sp.sqrt(s**2 + sigma_data**2) * m,
+        "edm": sigma_data**2 / (s**2 + sigma_data**2) * x
+        + s * sigma_data / sp.sqrt(s**2 + sigma_data**2) * m,
     }[parameterisation]
     drift = sp.expand((1 + eta_value**2) * (denoised - x))
     return sp.simplify(drift.coeff(x)), sp.simplify(drift.coeff(m))
@@ -67,7 +68,8 @@ class ExactSolution:
     noise_scale(lambda_t) * noise_kernel(u)  Phi(t, u) g(u), the kernel of the stochastic integral
 
     So the model term over a step of length h = nu_t - nu_s is
-    step_scale(lambda_t) * int_0^h e^{rate (h - tau)} m(nu_s + tau) dtau, step_scale = model_scale e^{-rate nu}.
+    step_scale(lambda_t) * int_0^h e^{rate (h - tau)} m(nu_s + tau) dtau,
+    with step_scale = model_scale e^{-rate nu}.
     """
 
     parameterisation: str
@@ -109,7 +111,9 @@ class ExactSolution:
 @functools.cache
 def exact_solution(parameterisation: str, eta_value=1) -> ExactSolution:
     if parameterisation not in PARAMETERISATIONS:
-        raise ValueError(f"unknown parameterisation {parameterisation!r}; expected one of {PARAMETERISATIONS}")
+        raise ValueError(
+            f"unknown parameterisation {parameterisation!r}; expected one of {PARAMETERISATIONS}"
+        )
     eta_value = sp.sympify(eta_value)
     a, b = model_drift(parameterisation, eta_value)
 

@@ -33,7 +33,10 @@ def exponential_integral(k: int) -> sp.Expr:
 
 @functools.cache
 def phi_closed_form(k: int) -> sp.Expr:
-    """phi_k(z), read off the exponential integral: int_0^h e^{kappa(h-tau)} tau^{k-1} dtau = (k-1)! h^k phi_k(kappa h)."""
+    """phi_k(z), read off the exponential integral.
+
+    int_0^h e^{kappa(h-tau)} tau^{k-1} dtau = (k-1)! h^k phi_k(kappa h).
+    """
     integral = exponential_integral(k - 1)
     expression = integral / (sp.factorial(k - 1) * h**k)
     return sp.simplify(expression.subs(kappa, z / h))
@@ -64,8 +67,11 @@ def series_threshold(k: int) -> float:
     The error model is (k + 2) unit roundoffs (k terms, the division, the power) times the cancellation
     condition; it decreases with |z| on either side, so the threshold is found by bisection.
     """
+
     def closed_form_ok(radius):
-        worst = max(_closed_form_condition(k, mpmath.mpf(radius)), _closed_form_condition(k, -mpmath.mpf(radius)))
+        worst = max(
+            _closed_form_condition(k, mpmath.mpf(radius)), _closed_form_condition(k, -mpmath.mpf(radius))
+        )
         return (k + 2) * FLOAT64_UNIT_ROUNDOFF * worst <= FLOAT64_TARGET
 
     with mpmath.workdps(40):

@@ -20,7 +20,6 @@ import functools
 from dataclasses import dataclass
 
 import sympy as sp
-
 from seeds.analysis import phi
 from seeds.analysis.exact import ExactSolution, lam
 from seeds.analysis.exact import lam_s as solution_lam_s
@@ -62,7 +61,9 @@ def taylor_term_weight(j: int) -> sp.Expr:
     that must simplify to zero, otherwise the derivation fails loudly).
     """
     length, t = sp.Symbol("H", positive=True), sp.Symbol("tau", nonnegative=True)
-    integral = sp.integrate(sp.exp(rate * (length - t)) * t**j / sp.factorial(j), (t, 0, length), conds="none")
+    integral = sp.integrate(
+        sp.exp(rate * (length - t)) * t**j / sp.factorial(j), (t, 0, length), conds="none"
+    )
     candidate = length ** (j + 1) * PHI_FUNCTIONS[j + 1](rate * length)
     if sp.simplify(candidate.rewrite(sp.exp) - integral) != 0:
         raise ArithmeticError(f"Taylor term {j}: integral {integral} is not H^{j + 1} phi_{j + 1}(rate H)")
@@ -122,7 +123,9 @@ SCHEMES = {
             (Stage(c2), Stage(c3, c2, "phi_2"), Stage(sp.Integer(1), c3, "phi_2")),
             (c2, c3),
         ),
-        Scheme("multistep-2/phi_1", (Stage(sp.Integer(1), -previous_ratio, "phi_1"),), (previous_ratio,), True),
+        Scheme(
+            "multistep-2/phi_1", (Stage(sp.Integer(1), -previous_ratio, "phi_1"),), (previous_ratio,), True
+        ),
     )
 }
 
@@ -139,7 +142,8 @@ def stage_states(
 ) -> list[sp.Expr]:
     """The state of every stage of one step, symbolically (the last one is the step's result).
 
-    u_k = Phi(s -> s_k) x~_s + step_scale(lam_k) [w_value m_s + w_slope (m_slope - m_s)] + noise_scale(lam_k) dK_k,
+    u_k = Phi(s -> s_k) x~_s + step_scale(lam_k) [w_value m_s + w_slope (m_slope - m_s)]
+          + noise_scale(lam_k) dK_k,
     with lam_k at fraction c_k of the step in the kernel variable. `model_values` maps a node fraction
     (0 for the start, c_k for stage k, -r for a previous step) to the model output there; `noise_increments`
     maps c_k to K(lam_k) - K(lam_s) of the parameterisation's noise process; `parameters` fixes c2, c3, r.

@@ -75,7 +75,8 @@ def _float64_device(device) -> bool:
 def elementwise(function):
     """Run `function` in float64 and hand back the caller's type, dtype and device.
 
-    Python ints and floats give a Python float (computed with numpy float64); numpy inputs give float64 arrays; torch inputs are promoted
+    Python ints and floats give a Python float (computed with numpy float64); numpy inputs give float64
+    arrays; torch inputs are promoted
     to a common floating dtype, evaluated in float64 and cast back to that dtype. Results always take the
     broadcast shape of the arguments, also where the formula does not depend on all of them.
     """
@@ -101,7 +102,9 @@ def elementwise(function):
         # discarded one be inf/nan where math would raise.
         arrays = [np.asarray(a, dtype=np.float64) for a in args]
         with np.errstate(all="ignore"):
-            result = np.broadcast_to(function(*arrays), np.broadcast_shapes(*(a.shape for a in arrays))).copy()
+            result = np.broadcast_to(
+                function(*arrays), np.broadcast_shapes(*(a.shape for a in arrays))
+            ).copy()
         if any(isinstance(a, (np.ndarray, np.generic)) for a in args):
             return result
         return float(result)

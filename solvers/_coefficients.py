@@ -280,7 +280,7 @@ SCHEME_WEIGHTS = {
     'seeds-3': ((seeds_3_stage_1_value_weight, ), (seeds_3_stage_2_value_weight, seeds_3_stage_2_slope_weight, ), (seeds_3_stage_3_value_weight, seeds_3_stage_3_slope_weight, ),),
     'multistep-2/phi_1': ((multistep_2_phi_1_stage_1_value_weight, multistep_2_phi_1_stage_1_slope_weight, ),),
 }
-# Per scheme: stage fractions and slope nodes (None: first-order stage) as functions of its parameters.
+# Per scheme: stage fractions and slope nodes (None: a first-order stage), from its parameters.
 SCHEME_STAGES = {
     'seeds-1': lambda : ((1, None),),
     'seeds-2/phi_1': lambda c2: ((c2, None), (1, c2),),
@@ -290,3 +290,101 @@ SCHEME_STAGES = {
 }
 SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'multistep-2/phi_1': ('r',)}
 KERNEL_RATES = {'noise': 1, 'data': -1, 'edm': 1, 'edm_ode': 1}
+
+
+# Brownian functionals (analysis/brownian.py): Gram entries over [a, b], stable for every length;
+# Legendre moments up to degree LEGENDRE_DEGREE resolve kernels to 1e-14 (L2, relative)
+# on intervals of half-length <= LEGENDRE_MAX_HALF_LENGTH.
+LEGENDRE_DEGREE = 7
+LEGENDRE_MAX_HALF_LENGTH = 0.032094255950565885
+
+
+@elementwise
+def gram_BB(a, b, sigma_data):
+    """int_a^b k_B k_B du: covariance of the B and B increments over [a, b]."""
+    return -a + b
+
+
+@elementwise
+def gram_BM(a, b, sigma_data):
+    """int_a^b k_B k_M du: covariance of the B and M increments over [a, b]."""
+    t0 = -b
+    return sqrt(2)*exp(t0)*expm1(-a - t0)
+
+
+@elementwise
+def gram_BP(a, b, sigma_data):
+    """int_a^b k_B k_P du: covariance of the B and P increments over [a, b]."""
+    return sqrt(2)*exp(a)*expm1(-a + b)
+
+
+@elementwise
+def gram_BQ(a, b, sigma_data):
+    """int_a^b k_B k_Q du: covariance of the B and Q increments over [a, b]."""
+    t0 = exp(a)
+    return sqrt(2)*atan(sigma_data*t0*expm1(-a + b)/(sigma_data**2*t0*exp(b) + 1))/sigma_data
+
+
+@elementwise
+def gram_MM(a, b, sigma_data):
+    """int_a^b k_M k_M du: covariance of the M and M increments over [a, b]."""
+    return (exp(a) + exp(b))*exp(-a)*exp(-2*b)*expm1(-a + b)
+
+
+@elementwise
+def gram_MP(a, b, sigma_data):
+    """int_a^b k_M k_P du: covariance of the M and P increments over [a, b]."""
+    return -2*a + 2*b
+
+
+@elementwise
+def gram_MQ(a, b, sigma_data):
+    """int_a^b k_M k_Q du: covariance of the M and Q increments over [a, b]."""
+    return log1p((exp(a) + exp(b))*exp(-a)*expm1(-a + b)/(sigma_data**2*exp(2*b) + 1))
+
+
+@elementwise
+def gram_PP(a, b, sigma_data):
+    """int_a^b k_P k_P du: covariance of the P and P increments over [a, b]."""
+    t0 = exp(a)
+    return t0*(t0 + exp(b))*expm1(-a + b)
+
+
+@elementwise
+def gram_PQ(a, b, sigma_data):
+    """int_a^b k_P k_Q du: covariance of the P and Q increments over [a, b]."""
+    t0 = sigma_data**2
+    t1 = exp(a)
+    return log1p(t0*t1*(t1 + exp(b))*expm1(-a + b)/(t0*exp(2*a) + 1))/t0
+
+
+@elementwise
+def gram_QQ(a, b, sigma_data):
+    """int_a^b k_Q k_Q du: covariance of the Q and Q increments over [a, b]."""
+    t0 = exp(a)
+    t1 = sigma_data**2
+    return t0*(t0 + exp(b))*expm1(-a + b)/((t1*exp(2*a) + 1)*(t1*exp(2*b) + 1))
+
+
+@elementwise
+def legendre_kernel_B(u, sigma_data):
+    """Kernel of B: B_b - B_a = int_a^b kernel(u) dB_u."""
+    return 1
+
+
+@elementwise
+def legendre_kernel_M(u, sigma_data):
+    """Kernel of M: M_b - M_a = int_a^b kernel(u) dB_u."""
+    return sqrt(2)*exp(-u)
+
+
+@elementwise
+def legendre_kernel_P(u, sigma_data):
+    """Kernel of P: P_b - P_a = int_a^b kernel(u) dB_u."""
+    return sqrt(2)*exp(u)
+
+
+@elementwise
+def legendre_kernel_Q(u, sigma_data):
+    """Kernel of Q: Q_b - Q_a = int_a^b kernel(u) dB_u."""
+    return sqrt(2)*exp(-u)/(sigma_data**2 + exp(-2*u))

@@ -30,6 +30,13 @@ def parameterisation(name: str):
     """
     if name not in KERNEL_RATES:
         raise ValueError(f"unknown parameterisation {name!r}; expected one of {sorted(KERNEL_RATES)}")
-    pieces = ("kernel_variable", "kernel_variable_increment", "log_snr", "linear_factor", "step_scale", "noise_scale")
+    pieces = (
+        "kernel_variable",
+        "kernel_variable_increment",
+        "log_snr",
+        "linear_factor",
+        "step_scale",
+        "noise_scale",
+    )
     namespace = {piece: getattr(generated, f"{name}_{piece}") for piece in pieces}
     return type(name, (), {**{k: staticmethod(v) for k, v in namespace.items()}, "rate": KERNEL_RATES[name]})

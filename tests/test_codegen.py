@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import sympy as sp
-
 from seeds.analysis import codegen
 
 
@@ -25,6 +24,8 @@ def test_stable_difference_removes_cancellation():
 
 
 def test_seeds_help_runs():
-    completed = subprocess.run([sys.executable, "-m", "seeds.experiments.cli", "--help"], capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "seeds.experiments.cli", "--help"], capture_output=True, text=True
+    )
     assert completed.returncode == 0
     assert "usage: seeds" in completed.stdout

@@ -16,12 +16,10 @@ import sympy as sp
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from seeds.analysis import codegen
 from seeds.solvers import _coefficients as generated
 from seeds.solvers.coefficients import phi
 
-mpmath.mp.dps = 50
 RECORDS = codegen.all_records()
 LOG_SNR_RANGE = (-math.log(80.0), -math.log(0.002))
 SUBNORMAL_FLOOR = 2 * 2.0**-1074
@@ -69,10 +67,11 @@ def _reference(record):
     partials = [_mp_function(record, sp.diff(record.reference, symbol)) for symbol in symbols]
 
     def evaluate(*args):
-        points = [mpmath.mpf(a) for a in args]
-        f = value(*points)
-        scale = sum(abs(p * partial(*points)) for p, partial in zip(points, partials))
-        return f, max(abs(f), scale)
+        with mpmath.workdps(50):
+            points = [mpmath.mpf(a) for a in args]
+            f = value(*points)
+            scale = sum(abs(p * partial(*points)) for p, partial in zip(points, partials))
+            return f, max(abs(f), scale)
 
     return evaluate
 
@@ -89,12 +88,17 @@ def arguments_for(record, values):
     for index, kind in enumerate(kinds):
         if kind.startswith(codegen.KERNEL_VARIABLE):
             nu_of = _kernel_variable_reference(kind[len(codegen.KERNEL_VARIABLE) :])
-            out[index] = float(nu_of(mpmath.mpf(values[index]), *[mpmath.mpf(v) for v in values[index + 1 :]]))
+            with mpmath.workdps(50):
+                out[index] = float(
+                    nu_of(mpmath.mpf(values[index]), *[mpmath.mpf(v) for v in values[index + 1 :]])
+                )
     return out
 
 
 def _limit_at_zero_step(record):
-    step_symbols = [symbol for symbol, kind in record.arguments if kind in (codegen.STEP, codegen.PHI_ARGUMENT)]
+    step_symbols = [
+        symbol for symbol, kind in record.arguments if kind in (codegen.STEP, codegen.PHI_ARGUMENT)
+    ]
     return step_symbols[0] if step_symbols else None
 
 
@@ -131,7 +135,9 @@ def test_float32_torch_matches_mpmath(record):
         got = function(*args)
         assert got.dtype == torch.float32
         expected, scale = reference(*[float(a) for a in args])
-        assert abs(mpmath.mpf(float(got)) - expected) <= 1e-6 * scale + 2 * 2.0**-149  # float32 subnormal floor
+        assert (
+            abs(mpmath.mpf(float(got)) - expected) <= 1e-6 * scale + 2 * 2.0**-149
+        )  # float32 subnormal floor
 
     check()
 
@@ -176,7 +182,10 @@ def _draw(kind, generator):
 def test_phi_public_helper_backends_and_errors():
     z = [-3.0, 0.0, 1e-9, 2.5]
     for k in (1, 2, 3):
-        expected = [float(sp.Float(1, 30) / sp.factorial(k)) if v == 0 else float(codegen.phi.phi_mpmath(k, v)) for v in z]
+        expected = [
+            float(sp.Float(1, 30) / sp.factorial(k)) if v == 0 else float(codegen.phi.phi_mpmath(k, v))
+            for v in z
+        ]
         assert phi(k, np.array(z)) == pytest.approx(expected, rel=1e-15)
         as_tensor = phi(k, torch.tensor(z, dtype=torch.float64))
         assert as_tensor.dtype == torch.float64 and as_tensor.tolist() == pytest.approx(expected, rel=1e-15)

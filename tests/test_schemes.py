@@ -9,7 +9,6 @@ import random
 
 import pytest
 import sympy as sp
-
 from seeds.analysis import exact, schemes
 from seeds.analysis.exact import sigma_data
 
@@ -39,7 +38,9 @@ def assert_same(a, b):
     symbols = sorted((a - b).free_symbols, key=str)
     generator = random.Random(1234)
     for _ in range(3):
-        point = {symbol: sp.Rational(generator.randint(1, 999), generator.randint(100, 999)) for symbol in symbols}
+        point = {
+            symbol: sp.Rational(generator.randint(1, 999), generator.randint(100, 999)) for symbol in symbols
+        }
         left, right = a.evalf(50, subs=point), b.evalf(50, subs=point)
         assert abs(left - right) <= sp.Float("1e-40", 50) * (1 + abs(left)), (a, b, point)
 
@@ -86,13 +87,17 @@ def test_eta0_data_is_singlestep_dpm_solver_plus_plus_and_2m():
 
     r = sp.Rational(3, 4)  # h_previous / h
     (step,) = derived("data", 0, "multistep-2/phi_1", {schemes.previous_ratio: r}, {0: m0, -r: m_prev})
-    expected = sp.exp(-h) * x - (sp.exp(-h) - 1) * (1 + 1 / (2 * r)) * m0 + (sp.exp(-h) - 1) / (2 * r) * m_prev
+    expected = (
+        sp.exp(-h) * x - (sp.exp(-h) - 1) * (1 + 1 / (2 * r)) * m0 + (sp.exp(-h) - 1) / (2 * r) * m_prev
+    )
     assert_same(step, expected)
 
 
 def test_eta1_data_2m_is_sde_dpm_solver_plus_plus_2m():
     r = sp.Rational(1, 1)
-    (step,) = derived("data", 1, "multistep-2/phi_1", {schemes.previous_ratio: r}, {0: m0, -r: m_prev}, {1: dK})
+    (step,) = derived(
+        "data", 1, "multistep-2/phi_1", {schemes.previous_ratio: r}, {0: m0, -r: m_prev}, {1: dK}
+    )
     one_minus = 1 - sp.exp(-2 * h)
     expected = sp.exp(-2 * h) * x + one_minus * m0 + one_minus / (2 * r) * (m0 - m_prev) + vs(h) ** 2 * dK
     assert_same(step, expected)
@@ -108,12 +113,18 @@ def test_seeds_noise_schemes_match_seeds_math_section_4(c2):
     assert_same(stage, x - 2 * vs(c2 * h) * (e(c2 * h) - 1) * m0 + dK2)
     assert_same(final, x - 2 * vs(h) * (e(h) - 1) * (m0 + (m2 - m0) / (2 * c2)) + dK)
     _, final_phi2 = derived("noise", 1, "seeds-2/phi_2", {schemes.c2: c2}, {0: m0, c2: m2}, {c2: dK2, 1: dK})
-    assert_same(final_phi2, x - 2 * vs(h) * (e(h) - 1) * m0 - 2 * vs(h) * (e(h) - 1 - h) / (c2 * h) * (m2 - m0) + dK)
+    assert_same(
+        final_phi2, x - 2 * vs(h) * (e(h) - 1) * m0 - 2 * vs(h) * (e(h) - 1 - h) / (c2 * h) * (m2 - m0) + dK
+    )
     nodes = {0: m0, c2: m2, c3: m3}
-    s1, s2, final = derived("noise", 1, "seeds-3", {schemes.c2: c2, schemes.c3: c3}, nodes, {c2: dK2, c3: dK3, 1: dK})
+    s1, s2, final = derived(
+        "noise", 1, "seeds-3", {schemes.c2: c2, schemes.c3: c3}, nodes, {c2: dK2, c3: dK3, 1: dK}
+    )
     assert_same(s1, x - 2 * vs(c2 * h) * (e(c2 * h) - 1) * m0 + dK2)
     bracket = (e(c3 * h) - 1) / (c3 * h) - 1
-    assert_same(s2, x - 2 * vs(c3 * h) * (e(c3 * h) - 1) * m0 - 2 * (c3 / c2) * vs(c3 * h) * bracket * (m2 - m0) + dK3)
+    assert_same(
+        s2, x - 2 * vs(c3 * h) * (e(c3 * h) - 1) * m0 - 2 * (c3 / c2) * vs(c3 * h) * bracket * (m2 - m0) + dK3
+    )
     final_bracket = (e(h) - 1) / h - 1
     assert_same(final, x - 2 * vs(h) * (e(h) - 1) * m0 - (2 / c3) * vs(h) * final_bracket * (m3 - m0) + dK)
 
@@ -125,14 +136,25 @@ def test_seeds_data_schemes_match_seeds_math_section_4():
     assert_same(one, e(-2 * h) * x + (1 - e(-2 * h)) * m0 + vs(h) ** 2 * dK)
     stage, final = derived("data", 1, "seeds-2/phi_1", {schemes.c2: c2}, {0: m0, c2: m2}, {c2: dK2, 1: dK})
     assert_same(stage, e(-2 * c2 * h) * x + (1 - e(-2 * c2 * h)) * m0 + vs(c2 * h) ** 2 * dK2)
-    assert_same(final, e(-2 * h) * x + (1 - e(-2 * h)) * ((1 - 1 / (2 * c2)) * m0 + m2 / (2 * c2)) + vs(h) ** 2 * dK)
+    assert_same(
+        final, e(-2 * h) * x + (1 - e(-2 * h)) * ((1 - 1 / (2 * c2)) * m0 + m2 / (2 * c2)) + vs(h) ** 2 * dK
+    )
     nodes = {0: m0, c2: m2, c3: m3}
-    _, s2, final = derived("data", 1, "seeds-3", {schemes.c2: c2, schemes.c3: c3}, nodes, {c2: dK2, c3: dK3, 1: dK})
+    _, s2, final = derived(
+        "data", 1, "seeds-3", {schemes.c2: c2, schemes.c3: c3}, nodes, {c2: dK2, c3: dK3, 1: dK}
+    )
     bracket = (e(-2 * c3 * h) - 1) / (2 * c3 * h) + 1
-    expected_s2 = e(-2 * c3 * h) * x + (1 - e(-2 * c3 * h)) * m0 + (c3 / c2) * bracket * (m2 - m0) + vs(c3 * h) ** 2 * dK3
+    expected_s2 = (
+        e(-2 * c3 * h) * x
+        + (1 - e(-2 * c3 * h)) * m0
+        + (c3 / c2) * bracket * (m2 - m0)
+        + vs(c3 * h) ** 2 * dK3
+    )
     assert_same(s2, expected_s2)
     final_bracket = (e(-2 * h) - 1) / (2 * h) + 1
-    assert_same(final, e(-2 * h) * x + (1 - e(-2 * h)) * m0 + final_bracket / c3 * (m3 - m0) + vs(h) ** 2 * dK)
+    assert_same(
+        final, e(-2 * h) * x + (1 - e(-2 * h)) * m0 + final_bracket / c3 * (m3 - m0) + vs(h) ** 2 * dK
+    )
 
 
 def test_edm_first_order_scheme_freezes_f():
@@ -142,7 +164,9 @@ def test_edm_first_order_scheme_freezes_f():
     sd = sigma_data
     mu = sp.log(sd * sp.sqrt(vs(sp.Symbol("o")) ** 2 + sd**2) / vs(sp.Symbol("o")))
     h_mu = mu.subs("o", h) - mu.subs("o", 0)
-    expected = (t**2 + sd**2) / (s**2 + sd**2) * x + 2 * t * sp.sqrt(t**2 + sd**2) / sd * (sp.exp(h_mu) - 1) * m0
+    expected = (t**2 + sd**2) / (s**2 + sd**2) * x + 2 * t * sp.sqrt(t**2 + sd**2) / sd * (
+        sp.exp(h_mu) - 1
+    ) * m0
     expected += (t**2 + sd**2) * dK
     assert_same(step, expected)
 
