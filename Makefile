@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 
-.PHONY: setup test coefficients lint convergence-plots clean
+.PHONY: setup test coefficients lint convergence-plots digits-mixture clean
 
 setup: $(SETUP)
 
@@ -28,6 +28,10 @@ lint: $(SETUP)
 convergence-plots: $(SETUP)
 	@echo "make convergence-plots is not implemented yet: it arrives with the convergence-verification issue." >&2
 	@exit 1
+
+digits-mixture: $(SETUP)
+	$(PY) -m pip install -e ".[fit]"
+	$(PY) -m seeds.experiments.digits
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

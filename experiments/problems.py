@@ -114,7 +114,15 @@ def ring_mixture(components: int = 8, radius: float = 2.0, std: float = 0.3) -> 
     return GaussianMixture(np.full(components, 1.0 / components), means, covariances, name="ring")
 
 
+def digits() -> GaussianMixture:
+    """The 64-d mixture fitted to scikit-learn's 8x8 digits (parameters stored in experiments/data)."""
+    from seeds.experiments.digits import digits_mixture
+
+    return digits_mixture()
+
+
 PROBLEMS = {
     "gaussian": gaussian,
     "ring": ring_mixture,
+    "digits": digits,
 }
