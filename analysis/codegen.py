@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
-from seeds.analysis import exact, phi, schemes
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.str import StrPrinter
+
+from seeds.analysis import exact, phi, schemes
 
 OUTPUT = Path(__file__).resolve().parent.parent / "solvers" / "_coefficients.py"
 COMMAND = "make coefficients (python -m seeds.analysis.codegen)"
@@ -131,8 +132,8 @@ def _phi_source(k: int) -> str:
         f'{len(coefficients)} Taylor terms below."""\n'
         f"    near = absolute(z) <= {threshold!r}\n"
         f"    z_far = where(near, {safe!r}, z)\n"
-        f"    z_near = where(near, z, 0.0)\n"
-        f"    return where(near, {horner}, {closed_text})\n"
+        + ("    z_near = where(near, z, 0.0)\n" if len(coefficients) > 1 else "")
+        + f"    return where(near, {horner}, {closed_text})\n"
     )
 
 
@@ -348,7 +349,7 @@ def generate() -> str:
         "import math  # noqa: F401  (printed expressions may use math.e / math.pi)\n\n"
         "from seeds.solvers._backend import (  # noqa: F401\n"
         "    absolute,\n    atan,\n    elementwise,\n    exp,\n    expm1,\n    log,\n    log1p,\n"
-        "    sqrt,\n    tan,\n    where,\n)\n\n"
+        "    sqrt,\n    tan,\n    where,\n)\n\n\n"
     )
     blocks = [_phi_source(k) for k in phi.PHI_ORDERS]
     blocks += [record.source() for record in all_records() if not record.name.startswith("phi_")]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
+
 from seeds.analysis import exact, phi, schemes
 from seeds.analysis.exact import lam, lam_s, lam_t, sigma_data
 from seeds.analysis.schemes import Scheme

@@ -20,6 +20,7 @@ import functools
 from dataclasses import dataclass
 
 import sympy as sp
+
 from seeds.analysis import phi
 from seeds.analysis.exact import ExactSolution, lam
 from seeds.analysis.exact import lam_s as solution_lam_s

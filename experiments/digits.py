@@ -43,7 +43,9 @@ def digits_mixture() -> GaussianMixture:
         weights = stored["weights"].astype(np.float64)
         covariances = stored["covariances"].astype(np.float64)
         covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-        return GaussianMixture(weights / weights.sum(), stored["means"].astype(np.float64), covariances, name="digits")
+        return GaussianMixture(
+            weights / weights.sum(), stored["means"].astype(np.float64), covariances, name="digits"
+        )
 
 
 def main() -> int:

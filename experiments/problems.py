@@ -63,7 +63,9 @@ class GaussianMixture:
         variance = values + _levels(sigma, flat)[:, :, None] ** 2  # (B, K, d)
         centred = flat[:, None, :] - self._means.to(device)[None]  # (B, K, d)
         rotated = torch.einsum("bkd,kde->bke", centred, vectors)  # coordinates in each eigenbasis
-        log_density = -0.5 * ((rotated**2 / variance).sum(-1) + torch.log(variance).sum(-1) + self.dim * math.log(2 * math.pi))
+        log_density = -0.5 * (
+            (rotated**2 / variance).sum(-1) + torch.log(variance).sum(-1) + self.dim * math.log(2 * math.pi)
+        )
         shrunk = rotated * (values / variance)
         component = self._means.to(device)[None] + torch.einsum("bke,kde->bkd", shrunk, vectors)
         return log_density + self._log_weights.to(device), component
@@ -84,13 +86,17 @@ class GaussianMixture:
 
     def marginal_covariance(self, sigma: float = 0.0) -> np.ndarray:
         mean = self.marginal_mean()
-        second = np.einsum("k,kij->ij", self.weights, self.covariances + np.einsum("ki,kj->kij", self.means, self.means))
+        second = np.einsum(
+            "k,kij->ij", self.weights, self.covariances + np.einsum("ki,kj->kij", self.means, self.means)
+        )
         return second - np.outer(mean, mean) + sigma**2 * np.eye(self.dim)
 
     def sample_data(self, count: int, generator: torch.Generator | None = None):
         """Exact draws from the data distribution (float64, shape (count, d))."""
         generator = generator or torch.Generator().manual_seed(0)
-        components = torch.multinomial(torch.from_numpy(self.weights), count, replacement=True, generator=generator)
+        components = torch.multinomial(
+            torch.from_numpy(self.weights), count, replacement=True, generator=generator
+        )
         normals = torch.randn(count, self.dim, generator=generator, dtype=torch.float64)
         scales = self._eigenvectors * torch.sqrt(self._eigenvalues)[:, None, :]
         return self._means[components] + torch.einsum("bij,bj->bi", scales[components], normals)

@@ -1,8 +1,8 @@
 """Torch solvers: schedules, model adapters, Brownian paths and the SEEDS / baseline methods."""
 
 from seeds.solvers.models import (
-    Denoiser,
     DataNetwork,
+    Denoiser,
     EDMNetwork,
     EpsNetwork,
     ModelOutputError,

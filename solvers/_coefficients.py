@@ -18,12 +18,12 @@ from seeds.solvers._backend import (  # noqa: F401
     where,
 )
 
+
 @elementwise
 def phi_1(z):
     """phi_1(z) = sum_j z^j/(j+1)!: expm1 closed form for |z| > 0.0, 1 Taylor terms below."""
     near = absolute(z) <= 0.0
     z_far = where(near, 1.0, z)
-    z_near = where(near, z, 0.0)
     return where(near, 1.0000000000000000, expm1(z_far)/z_far)
 
 

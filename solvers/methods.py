@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from seeds.solvers import _coefficients as generated
 from seeds.solvers.coefficients import KERNEL_RATES, parameterisation
 from seeds.solvers.models import check_prediction
-from seeds.solvers.noise import B, ExponentialFunctional, functional_for
+from seeds.solvers.noise import B, functional_for
 
 
 def _check_eta(eta):
@@ -69,7 +69,9 @@ class ExponentialIntegrator(Method):
         self.eta = _check_eta(self.eta)
         if self.prediction == "edm":
             if self.eta not in (0.0, 1.0):
-                raise ValueError(f"the EDM parameterisation is derived for eta in {{0, 1}} only, got eta = {self.eta}")
+                raise ValueError(
+                    f"the EDM parameterisation is derived for eta in {{0, 1}} only, got eta = {self.eta}"
+                )
             name, self.parameter = ("edm" if self.eta == 1.0 else "edm_ode"), self.sigma_data
         else:
             name, self.parameter = self.prediction, self.eta
@@ -92,12 +94,16 @@ class ExponentialIntegrator(Method):
             else:  # the first step has no history: the one-stage scheme
                 weights, parameters = generated.SCHEME_WEIGHTS["seeds-1"], ()
             memory.update(previous=values[0.0], previous_h=h)
-        stages = generated.SCHEME_STAGES["seeds-1" if weights is not self.weights else self.scheme](*parameters)
+        stages = generated.SCHEME_STAGES["seeds-1" if weights is not self.weights else self.scheme](
+            *parameters
+        )
         for (fraction, slope_node), stage_weights in zip(stages, weights):
             lam_k = lam_t if fraction == 1 else p.log_snr(nu_s + fraction * h, q)
             drift = stage_weights[0](h, self.rate, *parameters) * values[0.0]
             if slope_node is not None:
-                drift = drift + stage_weights[1](h, self.rate, *parameters) * (values[slope_node] - values[0.0])
+                drift = drift + stage_weights[1](h, self.rate, *parameters) * (
+                    values[slope_node] - values[0.0]
+                )
             u = p.linear_factor(lam_s, lam_k - lam_s, q) * x + p.step_scale(lam_k, q) * drift
             if self.functional is not None:
                 u = u + p.noise_scale(lam_k, q) * noise.increment(self.functional, lam_s, lam_k)
@@ -115,7 +121,11 @@ class EulerMaruyama(Method):
         denoised = model(x, lam_s)
         memory["denoised_start"] = denoised
         h = lam_t - lam_s
-        return x + 2.0 * (denoised - x) * h + math.sqrt(2.0) * math.exp(-lam_s) * noise.increment(B, lam_s, lam_t)
+        return (
+            x
+            + 2.0 * (denoised - x) * h
+            + math.sqrt(2.0) * math.exp(-lam_s) * noise.increment(B, lam_s, lam_t)
+        )
 
 
 @dataclass
@@ -135,7 +145,11 @@ class DDIM(Method):
         out = denoised + math.sqrt(max(vs_t**2 - spread**2, 0.0)) * eps
         if spread > 0:
             # vs_t^2 dP has variance vs_t^2 (1 - e^{-2h}): divide that out to get a standard normal
-            unit = vs_t**2 * noise.increment(functional_for("data", 1.0), lam_s, lam_t) / (vs_t * math.sqrt(-math.expm1(-2 * h)))
+            unit = (
+                vs_t**2
+                * noise.increment(functional_for("data", 1.0), lam_s, lam_t)
+                / (vs_t * math.sqrt(-math.expm1(-2 * h)))
+            )
             out = out + spread * unit
         return out
 
@@ -152,7 +166,11 @@ class EDMHeun(Method):
 
     def step(self, x, lam_s, lam_t, model, noise, memory):
         vs_s, vs_t = math.exp(-lam_s), math.exp(-lam_t)
-        gamma = min(self.s_churn / self.steps, math.sqrt(2.0) - 1.0) if self.s_tmin <= vs_s <= self.s_tmax else 0.0
+        gamma = (
+            min(self.s_churn / self.steps, math.sqrt(2.0) - 1.0)
+            if self.s_tmin <= vs_s <= self.s_tmax
+            else 0.0
+        )
         vs_hat = vs_s * (1.0 + gamma)
         if gamma > 0:
             index = memory.get("step_index", 0)

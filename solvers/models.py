@@ -8,8 +8,8 @@ other: D = x~ - vs eps = c_skip x~ + c_out F.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -160,6 +160,8 @@ class ModelEvaluator:
         if not isinstance(value, torch.Tensor):
             raise ModelOutputError(f"model returned {type(value).__name__}, not a tensor, {where}")
         if value.shape != x.shape:
-            raise ModelOutputError(f"model returned shape {tuple(value.shape)}, expected {tuple(x.shape)}, {where}")
+            raise ModelOutputError(
+                f"model returned shape {tuple(value.shape)}, expected {tuple(x.shape)}, {where}"
+            )
         if not torch.isfinite(value).all():
             raise ModelOutputError(f"model returned NaN or Inf {where}")

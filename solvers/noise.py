@@ -53,7 +53,11 @@ class EDMFunctional:
     def clock_increment(self, a: float, b: float) -> float:
         """int_a^b k^2 = 1/(e^{-2b}+sd^2) - 1/(e^{-2a}+sd^2), written without the difference."""
         sd2 = self.sigma_data**2
-        return math.exp(-2 * a) * -math.expm1(-2 * (b - a)) / ((math.exp(-2 * a) + sd2) * (math.exp(-2 * b) + sd2))
+        return (
+            math.exp(-2 * a)
+            * -math.expm1(-2 * (b - a))
+            / ((math.exp(-2 * a) + sd2) * (math.exp(-2 * b) + sd2))
+        )
 
 
 B = ExponentialFunctional("B", 1.0, 0.0)

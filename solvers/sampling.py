@@ -24,7 +24,13 @@ def _exponential(method_id, scheme, nfe, eta, prediction=None, fractions=()):
         sigma_data = options.pop("sigma_data", 0.5)
         _refuse_unknown(method_id, options)
         return methods.ExponentialIntegrator(
-            method_id, prediction, nfe, eta > 0, scheme=scheme, eta=eta, fractions=fraction_values,
+            method_id,
+            prediction,
+            nfe,
+            eta > 0,
+            scheme=scheme,
+            eta=eta,
+            fractions=fraction_values,
             sigma_data=sigma_data,
         )
 
@@ -59,6 +65,22 @@ def _refuse_unknown(method_id, options):
         raise TypeError(f"method {method_id!r} takes no option(s) {sorted(options)}")
 
 
+def _edm_heun(s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0):
+    """Karras et al.'s Heun sampler; with churn (s_churn > 0) it is a different, stochastic method whose
+    fresh noise is not a path functional, so it carries its own id."""
+    churn = s_churn > 0
+    return methods.EDMHeun(
+        "edm-churn" if churn else "edm-heun",
+        "data",
+        2,
+        churn,
+        s_churn=s_churn,
+        s_tmin=s_tmin,
+        s_tmax=s_tmax,
+        s_noise=s_noise,
+    )
+
+
 METHODS = {
     "seeds-1": _seeds(1),
     "seeds-2": _seeds(2),
@@ -75,7 +97,7 @@ METHODS = {
     "dpm-solver++-2m": _exponential("dpm-solver++-2m", "multistep-2/phi_1", 1, 0.0, "data"),
     "sde-dpm-solver++-1": _exponential("sde-dpm-solver++-1", "seeds-1", 1, 1.0, "data"),
     "sde-dpm-solver++-2m": _exponential("sde-dpm-solver++-2m", "multistep-2/phi_1", 1, 1.0, "data"),
-    "edm-heun": _simple(methods.EDMHeun, "edm-heun", 2, False, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0),
+    "edm-heun": _edm_heun,
 }
 
 
@@ -98,8 +120,19 @@ class SampleResult:
     nfe: int  # model evaluations counted by the driver
 
 
-def sample(model, x, sigmas, method="seeds-3", prediction="data", path=None, callback=None, progress=False,
-           extra_args=None, dtype=torch.float64, **options) -> SampleResult:
+def sample(
+    model,
+    x,
+    sigmas,
+    method="seeds-3",
+    prediction="data",
+    path=None,
+    callback=None,
+    progress=False,
+    extra_args=None,
+    dtype=torch.float64,
+    **options,
+) -> SampleResult:
     """Solve from sigmas[0] to sigmas[-1] with `method`; the solver state is `dtype` (float64 by default)
     while the model is called in x's dtype. `path` (a BrownianPath) supplies all noise of stochastic methods;
     without one they draw from torch's global generator, as k-diffusion does."""
@@ -107,7 +140,9 @@ def sample(model, x, sigmas, method="seeds-3", prediction="data", path=None, cal
     if method in CHOOSE_PREDICTION:
         options["prediction"] = prediction
     solver = make_method(method, **options)
-    return _run(solver, model, x, sigmas, path, callback, progress, extra_args, dtype, options.get("sigma_data", 0.5))
+    return _run(
+        solver, model, x, sigmas, path, callback, progress, extra_args, dtype, options.get("sigma_data", 0.5)
+    )
 
 
 def _run(solver, model, x, sigmas, noise, callback, progress, extra_args, dtype, sigma_data):
@@ -141,9 +176,13 @@ def _run(solver, model, x, sigmas, noise, callback, progress, extra_args, dtype,
     if denoise_at_end:
         evaluator.step = last
         value = evaluator(state, levels[last])
-        state = convert(solver.prediction, value, state, torch.tensor(levels[last], dtype=state.dtype), "data", sigma_data)
+        state = convert(
+            solver.prediction, value, state, torch.tensor(levels[last], dtype=state.dtype), "data", sigma_data
+        )
         if callback is not None:
-            callback({"x": state, "i": last, "sigma": levels[last], "sigma_hat": levels[last], "denoised": state})
+            callback(
+                {"x": state, "i": last, "sigma": levels[last], "sigma_hat": levels[last], "denoised": state}
+            )
     return SampleResult(state.to(model_dtype), evaluator.evaluations)
 
 
@@ -170,8 +209,18 @@ class _ScaledNoise:
 
 
 def _k_diffusion_sampler(method, takes_eta=True):
-    def sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
-                noise_sampler=None, **method_options):
+    def sampler(
+        model,
+        x,
+        sigmas,
+        extra_args=None,
+        callback=None,
+        disable=None,
+        eta=1.0,
+        s_noise=1.0,
+        noise_sampler=None,
+        **method_options,
+    ):
         prediction = method_options.pop("prediction", "data")
         check_prediction(prediction)
         if method in CHOOSE_PREDICTION:
@@ -186,8 +235,18 @@ def _k_diffusion_sampler(method, takes_eta=True):
             source = noise_sampler
         noise = source if s_noise == 1.0 else _ScaledNoise(source, s_noise)
         sigmas = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
-        result = _run(solver, model, x, sigmas, noise, callback, disable is False, extra_args, torch.float64,
-                      method_options.get("sigma_data", 0.5))
+        result = _run(
+            solver,
+            model,
+            x,
+            sigmas,
+            noise,
+            callback,
+            disable is False,
+            extra_args,
+            torch.float64,
+            method_options.get("sigma_data", 0.5),
+        )
         return result.samples
 
     sampler.__name__ = "sample_" + method.replace("-", "_").replace("+", "p")

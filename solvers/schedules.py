@@ -91,7 +91,10 @@ class VPCosine(Schedule):
 
     def log_alpha(self, t):
         t = _as_tensor(t)
-        return torch.log(torch.cos((t + self.offset) / (1.0 + self.offset) * math.pi / 2.0)) - self._log_alpha_zero()
+        return (
+            torch.log(torch.cos((t + self.offset) / (1.0 + self.offset) * math.pi / 2.0))
+            - self._log_alpha_zero()
+        )
 
     def log_snr(self, t):
         return -0.5 * torch.log(torch.expm1(-2.0 * self.log_alpha(_as_tensor(t))))
@@ -147,7 +150,9 @@ def lambda_uniform_grid(schedule: Schedule, steps: int):
     """Times from t_max to t_min, uniform in lambda."""
     _check_steps(steps)
     lam = torch.linspace(
-        float(schedule.log_snr(schedule.t_max)), float(schedule.log_snr(schedule.t_min)), steps + 1,
+        float(schedule.log_snr(schedule.t_max)),
+        float(schedule.log_snr(schedule.t_min)),
+        steps + 1,
         dtype=torch.float64,
     )
     return _pin_ends(schedule, schedule.t_of_log_snr(lam))
@@ -161,7 +166,9 @@ def time_uniform_grid(schedule: Schedule, steps: int):
 def time_quadratic_grid(schedule: Schedule, steps: int):
     """Uniform in sqrt(t): denser near the data end (DPM-Solver's 'time_quadratic')."""
     _check_steps(steps)
-    roots = torch.linspace(math.sqrt(schedule.t_max), math.sqrt(schedule.t_min), steps + 1, dtype=torch.float64)
+    roots = torch.linspace(
+        math.sqrt(schedule.t_max), math.sqrt(schedule.t_min), steps + 1, dtype=torch.float64
+    )
     return _pin_ends(schedule, roots**2)
 
 
@@ -202,7 +209,9 @@ def check_vs_grid(vs, vs_min: float | None = None, vs_max: float | None = None, 
     """
     vs = torch.as_tensor(vs, dtype=torch.float64).detach().cpu()
     if vs.ndim != 1 or vs.numel() < 2:
-        raise GridError(f"sigmas must be a 1-d sequence of at least 2 noise levels, got shape {tuple(vs.shape)}")
+        raise GridError(
+            f"sigmas must be a 1-d sequence of at least 2 noise levels, got shape {tuple(vs.shape)}"
+        )
     if not torch.isfinite(vs).all():
         bad = torch.nonzero(~torch.isfinite(vs)).flatten().tolist()
         raise GridError(f"sigmas contain NaN or Inf at positions {bad}")
@@ -218,9 +227,13 @@ def check_vs_grid(vs, vs_min: float | None = None, vs_max: float | None = None, 
         raise GridError("sigmas must be positive except for a single final 0")
     tolerance = 1e-12
     if vs_max is not None and float(body[0]) > vs_max * (1 + tolerance):
-        raise GridError(f"sigmas[0] = {float(body[0])!r} exceeds the schedule's largest noise level {vs_max!r}")
+        raise GridError(
+            f"sigmas[0] = {float(body[0])!r} exceeds the schedule's largest noise level {vs_max!r}"
+        )
     if vs_min is not None and float(body[-1]) < vs_min * (1 - tolerance):
-        raise GridError(f"sigmas end at {float(body[-1])!r}, below the schedule's smallest noise level {vs_min!r}")
+        raise GridError(
+            f"sigmas end at {float(body[-1])!r}, below the schedule's smallest noise level {vs_min!r}"
+        )
     return vs
 
 
@@ -228,12 +241,18 @@ def check_time_grid(schedule: Schedule, times):
     """Refuse a time grid (noise to data) that is not strictly monotone, not finite, or leaves the range."""
     times = torch.as_tensor(times, dtype=torch.float64)
     if not torch.isfinite(times).all():
-        raise GridError(f"time grid contains NaN or Inf at positions {torch.nonzero(~torch.isfinite(times)).flatten().tolist()}")
+        raise GridError(
+            f"time grid contains NaN or Inf at positions {torch.nonzero(~torch.isfinite(times)).flatten().tolist()}"
+        )
     if (times[1:] >= times[:-1]).any():
         position = int(torch.nonzero(times[1:] >= times[:-1]).flatten()[0])
-        raise GridError(f"time grid must be strictly decreasing: t[{position}] = {float(times[position])!r}, "
-                        f"t[{position + 1}] = {float(times[position + 1])!r}")
+        raise GridError(
+            f"time grid must be strictly decreasing: t[{position}] = {float(times[position])!r}, "
+            f"t[{position + 1}] = {float(times[position + 1])!r}"
+        )
     if float(times[0]) > schedule.t_max or float(times[-1]) < schedule.t_min:
-        raise GridError(f"time grid [{float(times[-1])!r}, {float(times[0])!r}] leaves the schedule's range "
-                        f"[{schedule.t_min!r}, {schedule.t_max!r}]")
+        raise GridError(
+            f"time grid [{float(times[-1])!r}, {float(times[0])!r}] leaves the schedule's range "
+            f"[{schedule.t_min!r}, {schedule.t_max!r}]"
+        )
     return times

@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from seeds.analysis import brownian
 from seeds.solvers import _backend, brownian_laws
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import sympy as sp
+
 from seeds.analysis import codegen
 
 

@@ -16,6 +16,7 @@ import sympy as sp
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from seeds.analysis import codegen
 from seeds.solvers import _coefficients as generated
 from seeds.solvers.coefficients import phi

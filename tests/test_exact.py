@@ -2,6 +2,7 @@
 
 import pytest
 import sympy as sp
+
 from seeds.analysis import exact
 from seeds.analysis.exact import lam, lam_s, lam_t, sigma_data, u
 

@@ -10,6 +10,7 @@ import math
 import mpmath
 import pytest
 import sympy as sp
+
 from seeds.analysis import exact, orders, schemes
 
 SDE_METHODS = (

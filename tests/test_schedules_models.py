@@ -117,7 +117,11 @@ def test_every_adapter_gives_the_same_model_output(schedule, target):
     eps_net, data_net, velocity_net, score_net = _network_outputs(schedule)
     x = torch.randn(5, 3, dtype=torch.float64)
     vs = 0.7
-    adapters = [EpsNetwork(eps_net, schedule), DataNetwork(data_net, schedule), ScoreNetwork(score_net, schedule)]
+    adapters = [
+        EpsNetwork(eps_net, schedule),
+        DataNetwork(data_net, schedule),
+        ScoreNetwork(score_net, schedule),
+    ]
     adapters.append(VelocityNetwork(velocity_net, schedule))
     values = [ModelEvaluator(adapter, target)(x, vs) for adapter in adapters]
     level = torch.tensor(vs, dtype=torch.float64)

@@ -9,6 +9,7 @@ import random
 
 import pytest
 import sympy as sp
+
 from seeds.analysis import exact, schemes
 from seeds.analysis.exact import sigma_data
 

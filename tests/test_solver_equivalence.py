@@ -99,7 +99,9 @@ def test_eta0_seeds_is_dpm_solver(seed, order):
     sigmas, x = random_grid(seed, 7 + seed), start(seed)
     options = {1: {}, 2: {"c2": 0.4}, 3: {"c2": 0.3, "c3": 0.7}}[order]
     r1, r2 = options.get("c2", 0.5), options.get("c3", 0.0)
-    ours = sample(DENOISER, x, sigmas, method=f"seeds-{order}", prediction="noise", eta=0.0, **options).samples
+    ours = sample(
+        DENOISER, x, sigmas, method=f"seeds-{order}", prediction="noise", eta=0.0, **options
+    ).samples
     assert_close(ours, dpm_solver(x, sigmas, order, r1, r2))
     alias = sample(DENOISER, x, sigmas, method=f"dpm-solver-{order}", **options).samples
     assert_close(alias, dpm_solver(x, sigmas, order, r1, r2))

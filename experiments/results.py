@@ -1,0 +1,85 @@
+"""Result files: atomic writes, provenance (package versions, git commit) and the per-cell resume store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True, default=float) + "\n")
+
+
+def atomic_write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def provenance() -> dict:
+    versions = {}
+    for package in ("seeds-sde", "torch", "numpy", "scipy", "sympy", "mpmath", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"versions": versions, "python": platform.python_version(), "git_commit": git_commit()}
+
+
+def git_commit() -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return completed.stdout.strip() + ("+dirty" if dirty else "")
+
+
+class CellStore:
+    """One JSON file per finished cell, keyed by the cell's hash: a restarted run skips finished cells."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str):
+        path = self.path(key)
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def save(self, key: str, result: dict) -> None:
+        atomic_write_json(self.path(key), {**result, "provenance": provenance()})

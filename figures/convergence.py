@@ -1,0 +1,127 @@
+"""Figures of the main job, drawn from the result files (never recomputed here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from seeds.experiments.results import atomic_write_text  # noqa: E402
+
+COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(figure, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in ("png", "pdf"):
+        target = folder / f"{name}.{suffix}"
+        partial = folder / f".{name}.partial.{suffix}"
+        figure.savefig(
+            partial,
+            dpi=130,
+            bbox_inches="tight",
+            metadata={"CreationDate": None} if suffix == "pdf" else None,
+        )
+        partial.replace(target)
+    plt.close(figure)
+
+
+def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: Path) -> None:
+    chosen = [c for c in cells if c["cell"]["problem"] == problem]
+    if not chosen:
+        return
+    figure, axis = plt.subplots(figsize=(7.5, 5.2))
+    for index, cell in enumerate(chosen):
+        colour = COLOURS[index % len(COLOURS)]
+        h, errors = cell["step_size_lambda"], cell["strong_rms"]
+        low = [e - ci[0] for e, ci in zip(errors, cell["strong_rms_ci"])]
+        high = [ci[1] - e for e, ci in zip(errors, cell["strong_rms_ci"])]
+        slope, slope_low, slope_high = cell["strong_slope"]
+        label = f"{cell['label']}: slope {slope:.2f} [{slope_low:.2f}, {slope_high:.2f}]"
+        axis.errorbar(h, errors, yerr=[low, high], fmt="o", ms=4, color=colour, label=label, capsize=2)
+        if exact is not None and cell["label"] in exact:
+            curve = exact[cell["label"]]
+            axis.plot(curve["step_size_lambda"], curve["strong_rmse"], "-", color=colour, lw=1.2, alpha=0.8)
+        predicted = (cell.get("predicted") or {}).get("strong")
+        if predicted is not None:
+            anchor_h, anchor_e = h[-1], errors[-1]
+            axis.plot(
+                [anchor_h, h[0]],
+                [anchor_e, anchor_e * (h[0] / anchor_h) ** predicted],
+                ":",
+                color=colour,
+                lw=1,
+            )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("step size h in lambda")
+    axis.set_ylabel("RMS error at sigma_min (strong)")
+    title = {
+        "gaussian": "Strong error, Gaussian data N(0, 0.25): lines exact (quadrature), points Monte Carlo",
+        "ring": "Strong error, 2-d ring mixture (overlapping), reference SEEDS-3 at 4x finest",
+    }.get(problem, f"Strong error, {problem}")
+    axis.set_title(title + "\n(dotted: predicted order through the finest point)", fontsize=9)
+    axis.legend(fontsize=7)
+    axis.grid(True, which="both", alpha=0.3)
+    _save(figure, folder, f"strong_{problem}")
+
+
+def weak_figure(exact: dict, folder: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 5))
+    for index, (label, curve) in enumerate(sorted(exact.items())):
+        if curve.get("weak_var_error") is None:
+            continue
+        axis.plot(
+            curve["nfe"],
+            curve["weak_var_error"],
+            "o-",
+            ms=3,
+            color=COLOURS[index % len(COLOURS)],
+            label=label,
+        )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("NFE")
+    axis.set_ylabel("|Var(x_num) - (s^2 + sigma_min^2)| (exact, no Monte Carlo)")
+    axis.set_title("Weak error vs NFE, Gaussian data N(0, 0.25), lambda-uniform grid", fontsize=9)
+    axis.legend(fontsize=7)
+    axis.grid(True, which="both", alpha=0.3)
+    _save(figure, folder, "weak_gaussian")
+
+
+def quality_figure(quality: dict, folder: Path) -> None:
+    cells = quality["cells"]
+    floor = quality["exact_sample_floor"]
+    labels = sorted({c["label"] for c in cells})
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for metric, axis in zip(("frechet", "mode_weight_error"), axes):
+        for index, label in enumerate(labels):
+            points = sorted((c["nfe"], c[metric]) for c in cells if c["label"] == label)
+            axis.plot(*zip(*points), "o-", ms=3, color=COLOURS[index % len(COLOURS)], label=label)
+        axis.axhline(floor[metric], color="k", ls="--", lw=1, label="exact samples (same count)")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("NFE")
+        axis.grid(True, which="both", alpha=0.3)
+    samples = cells[0]["cell"]["samples"]
+    axes[0].set_ylabel("Frechet distance to the exact target moments")
+    axes[1].set_ylabel("total-variation error of mode weights")
+    axes[0].set_title(f"64-d digits mixture, {samples} samples per point", fontsize=9)
+    axes[1].legend(fontsize=7)
+    _save(figure, folder, "quality_digits")
+
+
+def make_figures(results: Path, folder: Path) -> None:
+    convergence = json.loads((results / "convergence.json").read_text())
+    exact_path = results / "exact_linear.json"
+    exact = json.loads(exact_path.read_text())["curves"] if exact_path.exists() else None
+    for problem in sorted({c["cell"]["problem"] for c in convergence["cells"]}):
+        strong_figure(convergence["cells"], exact if problem == "gaussian" else None, problem, folder)
+    if exact is not None:
+        weak_figure(exact, folder)
+    quality_figure(json.loads((results / "quality.json").read_text()), folder)
+    atomic_write_text(folder / "orders_table.md", (results / "orders_table.md").read_text())
