@@ -55,22 +55,23 @@ def _grid(cell: Cell, steps: int) -> torch.Tensor:
     return schedule.vs(GRIDS[cell.grid](schedule, steps))
 
 
-def _solve_with_checkpoints(model, x, sigmas, method, options, path, checkpoints):
-    """Terminal state and the states at the given noise levels (shared grid times)."""
+def _solve_with_checkpoints(model, x, sigmas, method, options, path, coarse_steps):
+    """Terminal state and the states at the coarse grid's points (index j of the coarse grid), which every
+    nested finer grid contains."""
+    stride = (len(sigmas) - 1) // coarse_steps
     kept = {}
-    levels = sigmas.tolist()
 
     def keep(info):
-        level = levels[info["i"] + 1]
-        if level in checkpoints:
-            kept[level] = info["x"].clone()
+        if (info["i"] + 1) % stride == 0:
+            kept[(info["i"] + 1) // stride] = info["x"].clone()
 
     result = sample(model, x, sigmas, method=method, path=path, callback=keep, **dict(options))
     return result.samples, kept, result.nfe
 
 
-def exact_gaussian_states(problem, x0, path, sigma_max, levels):
-    """Exact solution on the path for Gaussian data N(0, s^2): x(t) = Phi(t,0) x0 + (vs_t^2 + s^2) dQ_s[0, t].
+def exact_gaussian_states(problem, x0, path, sigma_max, coarse_levels):
+    """Exact solution on the path for Gaussian data N(0, s^2) at the coarse grid's points (index j >= 1):
+    x(t) = Phi(t,0) x0 + (vs_t^2 + s^2) dQ_s[0, t].
 
     Phi(t, u) = (vs_t^2 + s^2)/(vs_u^2 + s^2), and Phi(t, u) sqrt(2) vs(u) = (vs_t^2 + s^2) k_Q(u) with Q's
     sigma_data set to s (analysis.exact, EDM parameterisation)."""
@@ -78,9 +79,9 @@ def exact_gaussian_states(problem, x0, path, sigma_max, levels):
     functional = EDMFunctional(sigma_data=math.sqrt(variance))
     lam_0 = -math.log(sigma_max)
     states = {}
-    for level in levels:
+    for index, level in enumerate(coarse_levels[1:], start=1):
         factor = level**2 + variance
-        states[level] = factor / (sigma_max**2 + variance) * x0 + factor * path.increment(
+        states[index] = factor / (sigma_max**2 + variance) * x0 + factor * path.increment(
             functional, lam_0, -math.log(level)
         )
     return states
@@ -91,34 +92,30 @@ def run_cell(cell: Cell, progress=None) -> dict:
     generator = torch.Generator().manual_seed(cell.seed)
     x0 = problem.sample_marginal(cell.paths, cell.sigma_max, generator)
     path = BrownianPath(x0, cell.sigma_min, cell.sigma_max, seed=cell.seed)
-    coarsest = _grid(cell, min(cell.levels)).tolist()
-    shared = set(coarsest[1:])
+    coarse_steps = min(cell.levels)
+    coarsest = _grid(cell, coarse_steps).tolist()
     solutions = {}
     nfe = {}
     for steps in cell.levels:
         final, kept, evaluations = _solve_with_checkpoints(
-            problem, x0, _grid(cell, steps), cell.method, cell.options, path, shared
+            problem, x0, _grid(cell, steps), cell.method, cell.options, path, coarse_steps
         )
         solutions[steps] = (final, kept)
         nfe[steps] = evaluations
         if progress is not None:
             progress()
     if cell.reference[0] == "exact":
-        reference = exact_gaussian_states(problem, x0, path, cell.sigma_max, sorted(shared))
-        reference_final = reference[cell.sigma_min]
+        reference = exact_gaussian_states(problem, x0, path, cell.sigma_max, coarsest)
     else:
         method, options, steps = cell.reference
-        reference_final, reference, _ = _solve_with_checkpoints(
-            problem, x0, _grid(cell, steps), method, options, path, shared
-        )
+        _, reference, _ = _solve_with_checkpoints(problem, x0, _grid(cell, steps), method, options, path, coarse_steps)
+    reference_final = reference[coarse_steps]
     squared = []
     sup_squared = []
     for steps in cell.levels:
         final, kept = solutions[steps]
         squared.append(((final - reference_final) ** 2).flatten(1).sum(1).numpy())
-        sup = torch.stack(
-            [((kept[level] - reference[level]) ** 2).flatten(1).sum(1) for level in sorted(shared)]
-        )
+        sup = torch.stack([((kept[j] - reference[j]) ** 2).flatten(1).sum(1) for j in range(1, coarse_steps + 1)])
         sup_squared.append(sup.max(0).values.numpy())
     squared, sup_squared = np.stack(squared), np.stack(sup_squared)
     step_sizes = [(-math.log(cell.sigma_min) + math.log(cell.sigma_max)) / n for n in cell.levels]

@@ -100,13 +100,14 @@ def elementwise(function):
             return result.expand(torch.broadcast_shapes(*(t.shape for t in converted))).to(out_dtype)
         # Python scalars go through numpy too: `where` evaluates both branches, and numpy lets the
         # discarded one be inf/nan where math would raise.
+        if not any(isinstance(a, (np.ndarray, np.generic)) for a in args):
+            with np.errstate(all="ignore"):
+                return float(function(*[np.float64(a) for a in args]))
         arrays = [np.asarray(a, dtype=np.float64) for a in args]
         with np.errstate(all="ignore"):
             result = np.broadcast_to(
                 function(*arrays), np.broadcast_shapes(*(a.shape for a in arrays))
             ).copy()
-        if any(isinstance(a, (np.ndarray, np.generic)) for a in args):
-            return result
-        return float(result)
+        return result
 
     return wrapper
