@@ -107,12 +107,12 @@ def quality_figure(quality: dict, folder: Path) -> None:
         axis.set_yscale("log")
         axis.set_xlabel("NFE")
         axis.grid(True, which="both", alpha=0.3)
-    samples = cells[0]["cell"]["samples"]
+    samples, problem = cells[0]["cell"]["samples"], cells[0]["cell"]["problem"]
     axes[0].set_ylabel("Frechet distance to the exact target moments")
     axes[1].set_ylabel("total-variation error of mode weights")
-    axes[0].set_title(f"64-d digits mixture, {samples} samples per point", fontsize=9)
+    axes[0].set_title(f"{problem} mixture, {samples} samples per point, sigma 80 -> 0.002", fontsize=9)
     axes[1].legend(fontsize=7)
-    _save(figure, folder, "quality_digits")
+    _save(figure, folder, f"quality_{problem}")
 
 
 def make_figures(results: Path, folder: Path) -> None:

@@ -1,0 +1,76 @@
+"""The main job (`make convergence-plots`): resume after an interruption, atomic result files."""
+
+import json
+
+import pytest
+
+from seeds.experiments import run as main_job
+from seeds.experiments.convergence import Cell
+from seeds.experiments.quality import QualityCell
+
+
+def tiny_cells(quick=False):
+    strong = [
+        Cell("gaussian", method, options, "lambda", (2, 4), 16, seed=seed, fit_levels=2)
+        for seed, (method, options) in enumerate(
+            [("seeds-1", (("prediction", "data"),)), ("seeds-2", (("prediction", "noise"),)), ("euler-maruyama", ())]
+        )
+    ]
+    quality = [QualityCell("ring", "seeds-2", (("prediction", "data"),), nfe, samples=40, seed=1) for nfe in (4, 8)]
+    return strong, quality
+
+
+def floor_for_ring(problem, samples, sigma_min):
+    from seeds.experiments.quality import exact_sample_floor
+
+    return exact_sample_floor("ring", samples, sigma_min)
+
+
+@pytest.fixture
+def tiny_job(monkeypatch):
+    monkeypatch.setattr(main_job, "default_cells", tiny_cells)
+    monkeypatch.setattr(main_job, "exact_sample_floor", floor_for_ring)
+    monkeypatch.setattr(main_job, "EXACT_LINEAR_METHODS", [("seeds-1", (("prediction", "data"),))])
+
+
+def test_interrupted_run_resumes_without_recomputing(tiny_job, tmp_path, monkeypatch):
+    reference_results = tmp_path / "uninterrupted"
+    main_job.run(reference_results, tmp_path / "figures_a", quick=True)
+
+    calls = []
+    original = main_job.run_cell
+
+    def interrupted_after_two(cell, progress=None):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        calls.append(cell.key())
+        return original(cell, progress)
+
+    results = tmp_path / "resumed"
+    monkeypatch.setattr(main_job, "run_cell", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        main_job.run(results, tmp_path / "figures_b", quick=True)
+    finished = sorted(p.name for p in (results / "cells").iterdir())
+    assert len(finished) == 2 and not any(name.endswith(".partial") for name in finished)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (results / "cells").iterdir()}
+
+    recomputed = []
+
+    def counting(cell, progress=None):
+        recomputed.append(cell.key())
+        return original(cell, progress)
+
+    monkeypatch.setattr(main_job, "run_cell", counting)
+    main_job.run(results, tmp_path / "figures_b", quick=True)
+    assert len(recomputed) == 1 and recomputed[0] not in calls
+    assert all((results / "cells" / name).stat().st_mtime_ns == stamp for name, stamp in stamps.items())
+
+    def cells_of(folder):
+        return [{k: v for k, v in cell.items() if k != "provenance"} for cell in json.loads((folder / "convergence.json").read_text())["cells"]]
+
+    assert cells_of(results) == cells_of(reference_results)
+    for name in ("convergence.csv", "quality.csv", "orders_table.md", "exact_linear.json"):
+        assert (results / name).exists()
+    assert not list(results.glob("**/*.partial*"))
+    for figure in ("strong_gaussian", "quality_ring", "weak_gaussian"):
+        assert (tmp_path / "figures_b" / f"{figure}.png").exists() and (tmp_path / "figures_b" / f"{figure}.pdf").exists()
