@@ -34,6 +34,9 @@ class Cell:
     sigma_max: float = 80.0
     problem_options: tuple = ()
     reference: tuple = ("exact",)  # ("exact",) for Gaussian data, or (method, options, steps)
+    # a second, independent reference (method, options, steps): its RMS distance to the first must be far
+    # below the finest level's error, or the fitted slopes measure the reference, not the method
+    check_reference: tuple | None = None
     fit_levels: int = 4  # the finest levels that enter the slope fit
 
     def key(self) -> str:
@@ -108,14 +111,25 @@ def run_cell(cell: Cell, progress=None) -> dict:
         reference = exact_gaussian_states(problem, x0, path, cell.sigma_max, coarsest)
     else:
         method, options, steps = cell.reference
-        _, reference, _ = _solve_with_checkpoints(problem, x0, _grid(cell, steps), method, options, path, coarse_steps)
+        _, reference, _ = _solve_with_checkpoints(
+            problem, x0, _grid(cell, steps), method, options, path, coarse_steps
+        )
     reference_final = reference[coarse_steps]
+    reference_gap = None
+    if cell.check_reference is not None:
+        method, options, steps = cell.check_reference
+        second, _, _ = _solve_with_checkpoints(
+            problem, x0, _grid(cell, steps), method, options, path, coarse_steps
+        )
+        reference_gap = float(torch.sqrt(((second - reference_final) ** 2).flatten(1).sum(1).mean()))
     squared = []
     sup_squared = []
     for steps in cell.levels:
         final, kept = solutions[steps]
         squared.append(((final - reference_final) ** 2).flatten(1).sum(1).numpy())
-        sup = torch.stack([((kept[j] - reference[j]) ** 2).flatten(1).sum(1) for j in range(1, coarse_steps + 1)])
+        sup = torch.stack(
+            [((kept[j] - reference[j]) ** 2).flatten(1).sum(1) for j in range(1, coarse_steps + 1)]
+        )
         sup_squared.append(sup.max(0).values.numpy())
     squared, sup_squared = np.stack(squared), np.stack(sup_squared)
     step_sizes = [(-math.log(cell.sigma_min) + math.log(cell.sigma_max)) / n for n in cell.levels]
@@ -137,6 +151,7 @@ def run_cell(cell: Cell, progress=None) -> dict:
         "fit_steps": list(cell.levels[fit]),
         "strong_slope": [slope, low, high],
         "sup_slope": [sup_slope, sup_low, sup_high],
+        "reference_gap_rms": reference_gap,
         "weak": weak_errors(problem, final_states, cell.sigma_min),
         "predicted": _predicted(cell),
     }

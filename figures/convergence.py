@@ -61,8 +61,8 @@ def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: P
     axis.set_xlabel("step size h in lambda")
     axis.set_ylabel("RMS error at sigma_min (strong)")
     title = {
-        "gaussian": "Strong error, Gaussian data N(0, 0.25): lines exact (quadrature), points Monte Carlo",
-        "ring": "Strong error, 2-d ring mixture (overlapping), reference SEEDS-3 at 4x finest",
+        "gaussian": "Strong error, Gaussian data N(0, 0.09), sigma 80 -> 0.002: lines exact (quadrature), points Monte Carlo",
+        "ring": "Strong error, 2-d ring mixture (std 0.6), sigma 80 -> 0.05, reference SEEDS-3/data at 4x finest",
     }.get(problem, f"Strong error, {problem}")
     axis.set_title(title + "\n(dotted: predicted order through the finest point)", fontsize=9)
     axis.legend(fontsize=7)
@@ -87,7 +87,7 @@ def weak_figure(exact: dict, folder: Path) -> None:
     axis.set_yscale("log")
     axis.set_xlabel("NFE")
     axis.set_ylabel("|Var(x_num) - (s^2 + sigma_min^2)| (exact, no Monte Carlo)")
-    axis.set_title("Weak error vs NFE, Gaussian data N(0, 0.25), lambda-uniform grid", fontsize=9)
+    axis.set_title("Weak error vs NFE, Gaussian data N(0, 0.09), sigma 80 -> 0.002, lambda-uniform grid", fontsize=9)
     axis.legend(fontsize=7)
     axis.grid(True, which="both", alpha=0.3)
     _save(figure, folder, "weak_gaussian")

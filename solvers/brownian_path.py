@@ -14,25 +14,47 @@ SEEDS-MATH sections 2, 3 and 3b. Design:
   factored). A point value K(lam) - K(lam_lo) is the sum of the whole leaves left of lam plus, descending
   from lam's leaf, the increments of the left siblings of the path; the descent stops once lam sits on a
   node boundary.
+* Degree falls with depth. The children of a split k levels below a leaf keep the moments up to degree
+  q_k only (`SPLIT_DEGREES`): the lowest degree beyond which the parent's expansion of the fastest kernel
+  that the leaf check admits (an exponential with leaf tail _TAIL_TOLERANCE) has relative tail at most
+  _TAIL_TOLERANCE. The children's moments up to q given the parent's up to q have exactly the law
+  `bridge_moment_law(0.5, q)` (its mean map is the leading block of the full one), so dropping a degree
+  only forgets how the children load on the parent's dropped moments, which the parent's kernel weights
+  do not see beyond the tolerance: the truncation is the leaves' one, carried down. The schedule depends
+  on the depth alone, never on the functionals asked for, so draws never depend on the queries; every node
+  a descent uses is checked against it (parent tail beyond q, left sibling tail beyond q) and a kernel it
+  does not resolve is refused. Seven levels below a leaf q is 3, from eighteen 1, from forty 0.
+* A descent is one linear map. The point's in-leaf part is a fixed linear function of the leaf's moments
+  and the split normals along the path: a forward pass on the host (a few dozen products of 8 x 8 and
+  8 x 150 matrices) writes each left sibling's moments as a map of those normals, and each functional's
+  coefficients are its left siblings' weights times these maps. The device then draws all normals of the
+  descent in one hash call (per 2^18 normals) and sums coefficient * normal. Node widths are exact
+  (length 2^-depth), not differences of rounded times, so the deepest levels have their exact variance.
 * Resolution: query times are rounded to the grid lam_lo + (lam_hi - lam_lo) k 2^-D, with D chosen so that
-  the spacing is at most one float64 ulp of the larger |endpoint| (D <= 53): the rounding is the float64
+  the spacing is at most one float64 ulp of the larger |endpoint| (D <= 54): the rounding is the float64
   rounding of lambda itself, and the law is exact for the rounded times.
 * Increments are differences of point values (leaf sums and in-leaf parts kept apart, so an interval
   inside one leaf never sees the leaf sums), so they add up over any partition to rounding and do not
   depend on which other points were asked for; the rounding is ~1e-16 of the point values. Point values
-  are computed the same way whatever is cached: leaf sums always run from lam_lo, leaf by leaf; caches only
-  skip work. A functional is registered on first use and all registered ones are computed together, as
-  they share every draw.
-* Randomness: every node's normals come from a counter-based hash of (sample key, stream, node, moment,
-  element), in torch int64 ops: nothing is stored, and the query order, batch size and batch composition
-  cannot change a draw. Sample i of an int seed s has key (s, i); a list of seeds gives sample i the key
-  (seeds[i], 0). All arithmetic is elementwise (no matrix products whose reduction order could depend on the
-  batch), so a sample's values are bitwise the same in any batch on a given device.
+  are computed the same way whatever is cached: leaf sums always run from lam_lo, leaf by leaf, and an
+  in-leaf part is a function of its grid position alone; caches only skip work. A functional is registered
+  on first use and all registered ones are computed together, as they share every draw.
+* Randomness: every normal is a counter-based hash of (sample key, element; stream, node, moment), in torch
+  int64 ops: one key per (sample, element) is mixed once at construction, one word per (stream, node,
+  moment) on the host, and a normal costs one mix of their xor per 32-bit lane, then sqrt(2) erfinv of an
+  exact uniform (the values of ndtri, at half the cost). Nothing is stored, and the
+  query order, batch size and batch composition cannot change a draw. Sample i of an int seed s has key
+  (s, i); a list of seeds gives sample i the key (seeds[i], 0). All arithmetic on samples is elementwise in
+  an order fixed by the row count alone (no matrix products or library reductions, whose association could
+  depend on the batch), so a sample's values are bitwise the same in any batch on a given device.
 
 Cost: a point value costs the leaves not yet summed (each 8 normals per element; a forward-moving sampler
-sums every leaf once in total) plus at most D - T sub-leaf levels (8 normals per element each). Memory:
-the cached leaf sums and point values (12 tensors like x per registered functional), one chunk of leaf
-moments (at most 2^21 numbers, or one leaf's 8 per element) and one tree node's working set.
+sums every leaf once in total) plus one descent: 8 + sum_k (q_k + 1) normals per element, 138 at
+D - T = 46 levels (376 at full degree), in about 25 tensor operations per 2^18 normals whatever the depth.
+A normal costs about what torch.randn_like spends on one on a CPU, so a new point costs ~140 randn_like of
+x; the depth is what exactness at the float64 resolution of lambda asks for. Memory: the cached leaf sums
+and point values (12 tensors like x per registered functional) and one chunk of normals (2^18 numbers per
+working tensor, or one block of 16 rows per element).
 """
 
 from __future__ import annotations
@@ -41,6 +63,7 @@ import math
 from collections import OrderedDict
 
 import numpy as np
+import scipy.optimize
 import torch
 
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
@@ -49,14 +72,20 @@ from seeds.solvers.noise import B, EDMFunctional, M, P
 
 _MASK32 = 0xFFFFFFFF
 _MOMENTS = LEGENDRE_DEGREE + 1
-# A leaf kernel whose Legendre tail (degrees 8-15) exceeds this fraction of its resolved part is refused:
-# the derived truncation of B, M, P, Q on leaves is 1e-14.
+# A kernel whose Legendre tail beyond the kept degree exceeds this fraction of its resolved part is
+# refused: the derived truncation of B, M, P, Q on leaves is 1e-14.
 _TAIL_TOLERANCE = 1e-13
 # Point values and leaf sums kept: a step's start, stages and end, so the next step starts from the cache.
 _CACHED_POINTS = 4
 _CACHED_LEAF_SUMS = 4
-# Normals generated per chunk of leaves: bounds the int64 temporaries of the hash.
-_CHUNK_ELEMENTS = 1 << 22
+# Normals per chunk (2 MiB per int64 lane of the hash): on the 2-core EPYC measured, chunks 4x larger ran
+# 1.5x slower per normal, out of cache.
+_CHUNK_ELEMENTS = 1 << 18
+# A descent's coefficient * normal terms are summed pairwise within blocks of this many rows and the blocks
+# in order: an association fixed by the row count, so chunking by memory cannot change a bit.
+_BLOCK_ROWS = 16
+# Sub-leaf levels the degree schedule covers: D <= 54, so D - T <= 54.
+_MAX_SUB_DEPTH = 64
 
 _LEAF_STREAM, _SPLIT_STREAM, _FRESH_STREAM = 1, 2, 3
 # Two independent 32-bit lanes make a 64-bit key: two streams coincide only with probability 2^-64.
@@ -66,10 +95,11 @@ _ELEMENT_SALTS = (0x299F31D0, 0x082EFA98)
 
 
 def _mix32(x):
-    """A 32-bit avalanche hash (Wellons' lowbias32 with hash-prospector constants) of an int or int64 tensor.
+    """A 32-bit avalanche hash (Wellons' lowbias32 with hash-prospector constants) of an int, or of an int64
+    numpy array or tensor.
 
     Both multipliers are below 2^31, so a 32-bit value times either stays below 2^63: no overflow anywhere.
-    A tensor argument is overwritten (augmented assignments work in place): pass a temporary.
+    An array argument is overwritten (augmented assignments work in place): pass a temporary.
     """
     x ^= x >> 16
     x *= 0x21F0AAAD
@@ -96,6 +126,30 @@ _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(2 * _MOMENTS)
 # P_j(node) for j up to 2 * LEGENDRE_DEGREE + 1: the degrees above LEGENDRE_DEGREE measure the truncation.
 _LEGENDRE_VALUES = np.polynomial.legendre.legvander(_GAUSS_NODES, 2 * _MOMENTS - 1).T
 _UNIT_VARIANCES = legendre_moment_variances(1.0, 2 * _MOMENTS - 1)
+# kernel values at the Gauss nodes @ this = Legendre coefficients
+_VALUES_TO_COEFFICIENTS = (_LEGENDRE_VALUES * _GAUSS_WEIGHTS).T / _UNIT_VARIANCES
+
+
+def _kernel_values(kernel, centres: np.ndarray, halves: np.ndarray) -> np.ndarray:
+    """The kernel at the Gauss nodes of the intervals centres -/+ halves: (intervals, 2 * _MOMENTS)."""
+    times = centres[:, None] + halves[:, None] * _GAUSS_NODES
+    values = torch.as_tensor(kernel(torch.from_numpy(times)), dtype=torch.float64).cpu().numpy()
+    return np.broadcast_to(values, times.shape)
+
+
+def _moment_weights(values: np.ndarray, halves: np.ndarray) -> np.ndarray:
+    """Weights w_j = c_j sd_j, j < 2 * _MOMENTS, of kernel values at the Gauss nodes of intervals with these
+    half-lengths: c_j the Legendre coefficients, sd_j^2 = half-length * 2/(2j+1)."""
+    return (values @ _VALUES_TO_COEFFICIENTS) * np.sqrt(np.multiply.outer(halves, _UNIT_VARIANCES))
+
+
+def _relative_tails(weights: np.ndarray) -> np.ndarray:
+    """tails[..., q] = |(w_q+1, ..., w_15)| / |(w_0, ..., w_q)| for q <= LEGENDRE_DEGREE: the relative size of
+    what keeping the moments up to degree q leaves out (0 for a zero kernel)."""
+    squares = weights**2
+    kept = np.sqrt(np.cumsum(squares, axis=-1)[..., :_MOMENTS])
+    dropped = np.sqrt(np.cumsum(squares[..., ::-1], axis=-1)[..., ::-1][..., 1 : _MOMENTS + 1])
+    return np.divide(dropped, kept, out=np.zeros_like(kept), where=kept > 0)
 
 
 def kernel_moment_weights(kernel, a: float, b: float) -> tuple[np.ndarray, float]:
@@ -104,15 +158,37 @@ def kernel_moment_weights(kernel, a: float, b: float) -> tuple[np.ndarray, float
     w_j = c_j sd_j with c_j the Legendre coefficients of the kernel on [a, b] and sd_j^2 = half-length
     * 2/(2j+1); tail is |(w_8, ..., w_15)| / |w|, the relative size of what the expansion leaves out.
     """
-    half = (b - a) / 2
-    times = (a + b) / 2 + half * _GAUSS_NODES
-    values = torch.as_tensor(kernel(torch.from_numpy(times)), dtype=torch.float64).cpu().numpy()
-    values = np.broadcast_to(values, times.shape)
-    coefficients = (_LEGENDRE_VALUES * _GAUSS_WEIGHTS) @ values / _UNIT_VARIANCES
-    weights = coefficients * np.sqrt(half * _UNIT_VARIANCES)
-    resolved = np.linalg.norm(weights[:_MOMENTS])
-    tail = np.linalg.norm(weights[_MOMENTS:]) / resolved if resolved > 0 else 0.0
-    return weights[:_MOMENTS], float(tail)
+    halves = np.array([(b - a) / 2])
+    weights = _moment_weights(_kernel_values(kernel, np.array([(a + b) / 2]), halves), halves)[0]
+    return weights[:_MOMENTS], float(_relative_tails(weights)[LEGENDRE_DEGREE])
+
+
+def _exponential_tails(rate_times_half_lengths: np.ndarray) -> np.ndarray:
+    """_relative_tails of e^(x v) on [-1, 1] for each x: the tails of any exponential with rate * half = x."""
+    values = np.exp(np.multiply.outer(rate_times_half_lengths, _GAUSS_NODES))
+    return _relative_tails(_moment_weights(values, np.ones(len(rate_times_half_lengths))))
+
+
+def _split_degree_schedule(levels: int) -> tuple[int, ...]:
+    """q_k, k < levels: the degree kept by the children of a split k levels below a leaf.
+
+    The fastest exponential the leaf check admits has rate * leaf half-length = x with leaf tail exactly
+    _TAIL_TOLERANCE; k levels down its rate * half-length is x 2^-k, and q_k is the lowest degree whose
+    tail is within the tolerance there (tails grow with |x|, so every admissible exponential passes).
+    """
+    fastest = scipy.optimize.brentq(
+        lambda x: math.log(_exponential_tails(np.array([x]))[0, LEGENDRE_DEGREE] / _TAIL_TOLERANCE), 1e-3, 1e2
+    )
+    tails = _exponential_tails(fastest * np.ldexp(1.0, -np.arange(levels)))
+    within = tails <= _TAIL_TOLERANCE
+    degrees = np.where(within.any(axis=1), within.argmax(axis=1), LEGENDRE_DEGREE)
+    degrees[0] = LEGENDRE_DEGREE  # the root finder may land an ulp above the tolerance
+    return tuple(int(q) for q in np.minimum.accumulate(degrees))
+
+
+SPLIT_DEGREES = _split_degree_schedule(_MAX_SUB_DEPTH)
+# (mean map, noise map) of the children's moments (left rows, then right rows) given the parent's, degree q
+_BRIDGES = [bridge_moment_law(0.5, q)[::2] for q in range(_MOMENTS)]
 
 
 def _combine(coefficients, sources):
@@ -122,6 +198,21 @@ def _combine(coefficients, sources):
     for s in range(1, len(sources)):
         total += coefficients[..., s] * sources[s]
     return total
+
+
+def _row_words(streams, depths, low, high, moments) -> np.ndarray:
+    """Hash words (lane, row) of rows (stream, depth, index = low + 2^32 high, moment), int64 arrays or ints:
+    one word per normal, shared by all samples."""
+    columns = np.broadcast_arrays(
+        *(np.asarray(column, dtype=np.int64) for column in (streams, depths, low, high, moments))
+    )
+    lanes = []
+    for salt in _NODE_SALTS:
+        lane = np.full(columns[0].shape, salt, dtype=np.int64)
+        for column in columns:
+            lane = _mix32(lane ^ column)
+        lanes.append(lane)
+    return np.stack(lanes)
 
 
 class BrownianPath:
@@ -160,30 +251,23 @@ class BrownianPath:
         spacing = math.ulp(max(abs(self.lam_lo), abs(self.lam_hi)))
         self._depth = max(self._leaf_depth, math.ceil(math.log2(self._length / spacing)))
         self._sub_depth = self._depth - self._leaf_depth
+        self._split_degrees = SPLIT_DEGREES[: self._sub_depth]
         self._tolerance = 1e-12 * (1 + max(abs(self.lam_lo), abs(self.lam_hi)))
 
         self._batch = batch
         self._elements = elements = math.prod(self.shape[1:])
         index_hash = _mix32(torch.arange(elements, dtype=torch.int64, device=self.device))
-        self._element_hash = torch.stack([_mix32(index_hash ^ salt) for salt in _ELEMENT_SALTS])[
-            :, None, None, None, :
-        ]
-        self._sample_lanes = torch.tensor(
+        element_lanes = torch.stack([_mix32(index_hash ^ salt) for salt in _ELEMENT_SALTS])
+        sample_lanes = torch.tensor(
             [[_chain(salt, *_words64(s), i) for s, i in keys] for salt in _SAMPLE_SALTS],
             dtype=torch.int64,
             device=self.device,
         )
-        self._moment_index = torch.arange(_MOMENTS, dtype=torch.int64, device=self.device)[
-            :, None, None, None
-        ]
-        mean_map, _, noise_map = bridge_moment_law(0.5, LEGENDRE_DEGREE)
-        # children moments = [mean_map | noise_map] @ (parent moments, split normals); rows: left then right
-        self._child_maps_host = np.hstack([mean_map, noise_map]).reshape(2, _MOMENTS, 2 * _MOMENTS)
-        self._child_maps = torch.tensor(self._child_maps_host, device=self.device)[:, :, None, None, :]
-        self._leaf_chunk = max(1, _CHUNK_ELEMENTS // (2 * _MOMENTS * batch * elements))
+        # (lane, batch * elements): a normal is then one mix of this xor its row's word, per lane
+        self._element_keys = _mix32(sample_lanes[:, :, None] ^ element_lanes[:, None, :]).reshape(2, -1)
+        self._leaf_chunk = max(1, _CHUNK_ELEMENTS // (_MOMENTS * batch * elements))
         self._functionals: list = []
-        self._leaf_weight_cache: dict = {}
-        self._last_chunk = (None, None)
+        self._leaf_weights: list[np.ndarray] = []  # per functional: (leaf, moment)
         self._leaf_sums_cache: OrderedDict = OrderedDict()
         self._points: OrderedDict = OrderedDict()
 
@@ -220,7 +304,7 @@ class BrownianPath:
         """A standard normal tensor like x for `key`, independent of the path and of other keys."""
         if not isinstance(key, int) or isinstance(key, bool):
             raise ValueError(f"fresh-noise key must be an int, got {key!r}")
-        return self._output(self._normals(_FRESH_STREAM, 0, [key], 1)[0, 0])
+        return self._output(self._normals(_row_words(_FRESH_STREAM, 0, *_words64(key), 0)[:, None])[0])
 
     def __call__(self, sigma, sigma_next) -> torch.Tensor:
         """k-diffusion's noise_sampler: (B(lam_next) - B(lam)) / sqrt(lam_next - lam), lam = -log sigma."""
@@ -245,13 +329,35 @@ class BrownianPath:
         if not callable(getattr(functional, "kernel", None)):
             raise ValueError(f"{functional!r} has no kernel(u): not a Brownian functional")
         if functional not in self._functionals:
-            for leaf in range(1 << self._leaf_depth):
-                self._leaf_weights(functional, leaf)
+            leaves = np.arange(1 << self._leaf_depth)
+            weights = self._checked_weights(
+                functional, self._leaf_depth, leaves, np.full(len(leaves), LEGENDRE_DEGREE), "leaf"
+            )
+            self._leaf_weights.append(weights)
             self._functionals.append(functional)
             # cached values lack the new row; they are recomputed bitwise identically
             self._leaf_sums_cache.clear()
             self._points.clear()
         return self._functionals.index(functional)
+
+    def _checked_weights(self, functional, depths, indices, degrees, kind) -> np.ndarray:
+        """Moment weights (node, moment up to degree 7) of the nodes (depth, index), refusing the functional
+        where the tail beyond the node's kept degree exceeds _TAIL_TOLERANCE. Widths are exact dyadic
+        fractions of the range; only the kernel sees rounded times."""
+        depths = np.broadcast_to(depths, indices.shape)
+        halves = self._length * np.ldexp(1.0, -(depths + 1))
+        centres = self.lam_lo + self._length * np.ldexp(2.0 * indices + 1, -(depths + 1))
+        weights = _moment_weights(_kernel_values(functional.kernel, centres, halves), halves)
+        tails = _relative_tails(weights)[np.arange(len(indices)), degrees]
+        if not np.all(tails <= _TAIL_TOLERANCE):
+            bad = int(np.argmin(tails <= _TAIL_TOLERANCE))
+            a, b = centres[bad] - halves[bad], centres[bad] + halves[bad]
+            raise ValueError(
+                f"the kernel of {functional!r} is not resolved by degree-{degrees[bad]} Legendre moments "
+                f"on the {kind} [{a!r}, {b!r}] (relative tail {tails[bad]:.1e} > {_TAIL_TOLERANCE:.0e}); "
+                "kernels may vary at most about as fast as e^(+-u)"
+            )
+        return weights[:, :_MOMENTS]
 
     def _output(self, value):
         return value.reshape(self.shape).to(self.dtype)
@@ -259,9 +365,6 @@ class BrownianPath:
     def _grid_position(self, lam: float) -> int:
         fraction = min(max((lam - self.lam_lo) / self._length, 0.0), 1.0)
         return round(math.ldexp(fraction, self._depth))
-
-    def _time(self, position: int) -> float:
-        return self.lam_lo + self._length * math.ldexp(position, -self._depth)
 
     def _point(self, position):
         """(sums over the whole leaves left of position, rest from that leaf's start): (functional, batch,
@@ -286,98 +389,118 @@ class BrownianPath:
         start = max((done for done in cache if done <= leaf), default=0)
         shape = (len(self._functionals), self._batch, self._elements)
         total = cache[start] if start else torch.zeros(shape, dtype=torch.float64, device=self.device)
-        size = self._leaf_chunk
-        for chunk in range(start // size, -(-leaf // size)):
-            first, last = max(start, chunk * size), min(leaf, (chunk + 1) * size)
-            moments = self._leaf_chunk_moments(chunk)[:, first - chunk * size : last - chunk * size]
-            weights = np.stack(
-                [
-                    [self._leaf_weights(functional, i) for i in range(first, last)]
-                    for functional in self._functionals
-                ]
+        for first in range(start, leaf, self._leaf_chunk):
+            last = min(leaf, first + self._leaf_chunk)
+            leaves = np.repeat(np.arange(first, last), _MOMENTS)
+            moments = np.tile(np.arange(_MOMENTS), last - first)
+            words = _row_words(_LEAF_STREAM, self._leaf_depth, leaves & _MASK32, leaves >> 32, moments)
+            moments = self._normals(words).view(last - first, _MOMENTS, -1)
+            weights = torch.tensor(
+                np.stack([table[first:last] for table in self._leaf_weights]), device=self.device
             )
-            weights = torch.tensor(weights, device=self.device)[:, :, None, None, :]
-            increments = _combine(weights, moments)
+            increments = _combine(weights[:, :, None, :], moments.unbind(1))  # (functional, leaf, element)
             for i in range(last - first):
-                total = total + increments[:, i]
+                total = total + increments[:, i].view(shape)
         cache[leaf] = total
         if len(cache) > _CACHED_LEAF_SUMS:
             cache.popitem(last=False)
         return total
 
-    def _leaf_chunk_moments(self, chunk):
-        """Moments (moment, leaf, batch, elements) of one chunk of leaves; the last chunk is kept, as the
-        next query usually sums or descends into the same leaves."""
-        if self._last_chunk[0] != chunk:
-            size = self._leaf_chunk
-            leaves = list(range(chunk * size, min((chunk + 1) * size, 1 << self._leaf_depth)))
-            self._last_chunk = (chunk, self._normals(_LEAF_STREAM, self._leaf_depth, leaves, _MOMENTS))
-        return self._last_chunk[1]
-
-    def _leaf_weights(self, functional, leaf):
-        if (functional, leaf) in self._leaf_weight_cache:
-            return self._leaf_weight_cache[(functional, leaf)]
-        size = 1 << self._sub_depth
-        a, b = self._time(leaf * size), self._time((leaf + 1) * size)
-        weights, tail = kernel_moment_weights(functional.kernel, a, b)
-        if not tail <= _TAIL_TOLERANCE:
-            raise ValueError(
-                f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments "
-                f"on the leaf [{a!r}, {b!r}] (relative tail {tail:.1e} > {_TAIL_TOLERANCE:.0e}); kernels "
-                "may vary at most about as fast as e^(+-u)"
-            )
-        self._leaf_weight_cache[(functional, leaf)] = weights
-        return weights
-
     def _descend(self, leaf, remainder):
         """Increments from the leaf's start to remainder grid steps into it, through the virtual tree."""
-        chunk, offset = divmod(leaf, self._leaf_chunk)
-        if self._last_chunk[0] == chunk:
-            moments = self._last_chunk[1][:, offset].unbind(0)
-        else:
-            moments = self._normals(_LEAF_STREAM, self._leaf_depth, [leaf], _MOMENTS)[:, 0].unbind(0)
-        depth, index = self._leaf_depth, leaf
-        start, size = leaf << self._sub_depth, 1 << self._sub_depth
-        target = start + remainder
-        partial = None
-        while target != start:
-            size >>= 1
-            middle = start + size
-            sources = moments + self._normals(_SPLIT_STREAM, depth, [index], _MOMENTS)[:, 0].unbind(0)
-            side = int(target >= middle)
-            if side:
-                a, b = self._time(start), self._time(middle)
-                # one product per functional: a stacked matrix product could round a row differently
-                rows = [
-                    kernel_moment_weights(f.kernel, a, b)[0] @ self._child_maps_host[0]
-                    for f in self._functionals
-                ]
-                rows = torch.tensor(np.stack(rows), device=self.device)[:, None, None, :]
-                contribution = _combine(rows, sources)
-                partial = contribution if partial is None else partial + contribution
-                start = middle
-            moments = _combine(self._child_maps[side], sources).unbind(0)
-            depth, index = depth + 1, 2 * index + side
-        return partial
+        sub_depth = self._sub_depth
+        levels = sub_depth - ((remainder & -remainder).bit_length() - 1)
+        degrees = self._split_degrees[:levels]
+        sides = [(remainder >> (sub_depth - 1 - k)) & 1 for k in range(levels)]
+        parents = [(leaf << k) | (remainder >> (sub_depth - k)) for k in range(levels)]  # at depth T + k
+        # rows: the leaf's moments, then each split's normals
+        counts = [_MOMENTS] + [q + 1 for q in degrees]
+        nodes = np.repeat(np.array([leaf] + parents, dtype=np.int64), counts)
+        words = _row_words(
+            np.repeat([_LEAF_STREAM] + [_SPLIT_STREAM] * levels, counts),
+            np.repeat(self._leaf_depth + np.array([0, *range(levels)]), counts),
+            nodes & _MASK32,
+            nodes >> 32,
+            np.concatenate([np.arange(count) for count in counts]),
+        )
+        return self._weighted_normal_sum(self._descent_coefficients(parents, sides, degrees), words)
 
-    def _normals(self, stream, depth, indices, count):
-        """Standard normals (count, len(indices), batch, elements) for nodes (depth, index) of one stream."""
-        node_words = [
-            [_chain(salt, stream, depth, *_words64(index)) for index in indices] for salt in _NODE_SALTS
-        ]
-        nodes = torch.tensor(node_words, dtype=torch.int64, device=self.device)  # (lane, node)
-        keys = _mix32(self._sample_lanes[:, None, :] ^ nodes[:, :, None])  # (lane, node, batch)
-        keys = _mix32(
-            keys[:, None, :, :, None] ^ self._moment_index[:count]
-        )  # (lane, moment, node, batch, 1)
-        words = _mix32(keys ^ self._element_hash)  # (lane, moment, node, batch, element)
-        # 26 + 26 random bits and a half-cell offset: uniforms on (0, 1) exactly representable, never 0 or 1
-        cells, low = words.unbind(0)
-        cells >>= 6
-        cells <<= 26
+    def _descent_coefficients(self, parents, sides, degrees):
+        """c (functional, row): the in-leaf part is sum_r c_r normal_r over the descent's rows (the leaf's
+        moments, then each split's normals).
+
+        A forward pass, the same for every functional, writes the moments of each left sibling as a linear
+        map of the rows; a functional's coefficients are then its left siblings' weights times those maps,
+        one vector-matrix product of its own, so registering another functional cannot change a bit."""
+        levels = len(parents)
+        offsets = np.cumsum([_MOMENTS] + [q + 1 for q in degrees])
+        on_path = np.zeros((_MOMENTS, offsets[-1]))  # moments of the node the path is in, as maps of the rows
+        on_path[:, :_MOMENTS] = np.eye(_MOMENTS)
+        left_maps, left_levels = [], []
+        for k in range(levels):
+            q = degrees[k]
+            mean_map, noise_map = _BRIDGES[q]
+            parent = on_path[: q + 1]
+            children = mean_map @ parent
+            children[:, offsets[k] : offsets[k + 1]] += noise_map
+            if sides[k]:
+                left_maps.append(children[: q + 1])
+                left_levels.append(k)
+            on_path = children[q + 1 :] if sides[k] else children[: q + 1]
+        left_maps = np.concatenate(left_maps)  # never empty: the last split has the target at its middle
+        # every parent is checked against its split's degree (what the children forget of it), every left
+        # sibling against its own kept degree (what its weights leave out)
+        depths = self._leaf_depth + np.array(list(range(levels)) + [k + 1 for k in left_levels])
+        indices = np.array(parents + [2 * parents[k] for k in left_levels], dtype=np.float64)
+        checked = np.array(list(degrees) + [degrees[k] for k in left_levels])
+        coefficients = np.empty((len(self._functionals), offsets[-1]))
+        for functional, row in zip(self._functionals, coefficients):
+            weights = self._checked_weights(functional, depths, indices, checked, "sub-leaf node")[levels:]
+            row[:] = np.concatenate([w[: degrees[k] + 1] for k, w in zip(left_levels, weights)]) @ left_maps
+        return coefficients
+
+    def _weighted_normal_sum(self, coefficients, words):
+        """sum_r coefficients[:, r] * normal_r as (functional, batch, elements): terms summed pairwise within
+        blocks of _BLOCK_ROWS rows, blocks added in order, chunked by memory in whole blocks."""
+        functionals, rows = coefficients.shape
+        blocks = -(-rows // _BLOCK_ROWS)
+        padded = np.zeros((functionals, blocks * _BLOCK_ROWS))
+        padded[:, :rows] = coefficients
+        padded = torch.tensor(padded, device=self.device)[:, :, None]
+        numel = self._element_keys.shape[1]
+        blocks_per_chunk = max(1, _CHUNK_ELEMENTS // (_BLOCK_ROWS * numel))
+        total = None
+        for first in range(0, blocks, blocks_per_chunk):
+            last = min(blocks, first + blocks_per_chunk)
+            start, stop = first * _BLOCK_ROWS, last * _BLOCK_ROWS
+            normals = self._normals(words[:, start:stop])
+            if normals.shape[0] < stop - start:  # zero rows pad the last block: 0 * 0 adds exactly nothing
+                normals = torch.cat([normals, normals.new_zeros(stop - start - normals.shape[0], numel)])
+            terms = (padded[:, start:stop] * normals).view(functionals, last - first, _BLOCK_ROWS, numel)
+            width = _BLOCK_ROWS // 2
+            while width:
+                terms[:, :, :width] += terms[:, :, width : 2 * width]
+                width //= 2
+            for block in range(last - first):
+                total = terms[:, block, 0] if total is None else total + terms[:, block, 0]
+        return total.reshape(functionals, self._batch, self._elements)
+
+    def _normals(self, words):
+        """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`."""
+        words = torch.from_numpy(words).to(self.device)
+        lanes = _mix32(self._element_keys[:, None, :] ^ words[:, :, None])  # (lane, row, element)
+        # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 is exact: a uniform on (-1, 1)
+        # that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is ndtri((k + 1/2) 2^-52)
+        # to an ulp in both tails (erfinv takes half the time of ndtri)
+        high, low = lanes.unbind(0)
+        high >>= 6
+        high <<= 27
         low >>= 6
-        cells += low
-        uniforms = cells.to(torch.float64)
-        uniforms += 0.5
+        low <<= 1
+        high += low
+        high += 1 - (1 << 52)
+        uniforms = high.to(torch.float64)
         uniforms *= 2.0**-52
-        return torch.special.ndtri(uniforms)
+        normals = uniforms.erfinv_()
+        normals *= math.sqrt(2.0)
+        return normals

@@ -80,25 +80,34 @@ class IndependentPieces:
     """Stage noises from independent standard normals per sub-interval (k-diffusion's noise convention).
 
     `noise_sampler(sigma, sigma_next)` returns a standard normal tensor like x for that interval (as
-    k-diffusion's samplers expect); None draws from torch's global generator. Queries within one step must
-    start at the step's start and move forward.
+    k-diffusion's samplers expect); None draws from `generator`, or from torch's global generator when that
+    is None too. Queries within one step must start at the step's start and move forward.
     """
 
-    def __init__(self, x, noise_sampler=None):
+    def __init__(self, x, noise_sampler=None, generator: torch.Generator | None = None):
         self.like = x
         self.noise_sampler = noise_sampler
+        self.generator = generator
         self._start = None
         self._reached = None
         self._value = None
 
+    def _standard_normal(self):
+        if self.generator is None:
+            return torch.randn_like(self.like)
+        draw = torch.randn(
+            self.like.shape, generator=self.generator, dtype=self.like.dtype, device=self.generator.device
+        )
+        return draw.to(self.like.device)
+
     def _normal(self, lam_a, lam_b):
         if self.noise_sampler is None:
-            return torch.randn_like(self.like)
+            return self._standard_normal()
         return self.noise_sampler(math.exp(-lam_a), math.exp(-lam_b)).to(self.like)
 
     def fresh(self, key: int):
-        """Fresh standard normals (churn): torch's global generator, as k-diffusion's samplers use."""
-        return torch.randn_like(self.like)
+        """Fresh standard normals (churn): from `generator`, or torch's global one as k-diffusion uses."""
+        return self._standard_normal()
 
     def increment(self, functional, lam_a: float, lam_b: float):
         if self._start != (functional, lam_a):

@@ -13,25 +13,27 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+import scipy.optimize
 import scipy.stats
 import torch
 
 from seeds.solvers import brownian_laws
-from seeds.solvers._coefficients import LEGENDRE_MAX_HALF_LENGTH
-from seeds.solvers.brownian_path import BrownianPath, kernel_moment_weights
+from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
+from seeds.solvers.brownian_path import SPLIT_DEGREES, BrownianPath, kernel_moment_weights
 from seeds.solvers.noise import B, EDMFunctional, ExponentialFunctional, M, P, functional_for
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 LAM_LO, LAM_HI = -math.log(SIGMA_MAX), -math.log(SIGMA_MIN)
 SAMPLES = 4000
 FAMILY_LEVEL = 1e-3
-KS_TESTS = 48  # upper bound on the KS tests below: 30 marginal + 4 whitened + 4 bridge + 1 fresh + 2 sampler
+KS_TESTS = 48  # upper bound on the KS tests below: 36 marginal + 4 whitened + 4 bridge + 1 fresh + 2 sampler
 KS_LEVEL = FAMILY_LEVEL / KS_TESTS
 Q = EDMFunctional(0.5)
 FUNCTIONALS = [B, M, P, Q, functional_for("data", 0.5), EDMFunctional(1.7)]
 INTERVALS = {
     "whole range": (LAM_LO, LAM_HI),
     "1e-6": (1.234567, 1.234567 + 1e-6),
+    "1e-12, degrees 0 and 1 only": (2.345678, 2.345678 + 1e-12),
     "inside a leaf": (0.51, 0.53),
     "many leaves": (-2.2, 3.7),
     "up to the end": (LAM_HI - 0.3, LAM_HI),
@@ -70,6 +72,44 @@ def test_leaf_moment_weights_agree_with_the_generated_legendre_maps():
         weights, tail = kernel_moment_weights(functional.kernel, a, b)
         assert np.allclose(weights, expected[row], rtol=0, atol=1e-14 * np.abs(expected[row]).max())
         assert tail < 1e-13
+
+
+@pytest.mark.parametrize("degree", range(LEGENDRE_DEGREE + 1))
+def test_truncated_bridge_law_is_the_marginal_of_the_full_one(degree):
+    """What lets the tree drop degrees: the children's moments up to q given the parent's up to q, drawn
+    with bridge_moment_law(0.5, q), have the joint law (with the parent's moments up to q) that the full
+    degree-7 bridge gives them. Both laws are Gaussian, so the covariances decide."""
+    full_mean, _, full_noise = brownian_laws.bridge_moment_law(0.5, LEGENDRE_DEGREE)
+    mean, _, noise = brownian_laws.bridge_moment_law(0.5, degree)
+    kept = [*range(degree + 1), *range(LEGENDRE_DEGREE + 1, LEGENDRE_DEGREE + 2 + degree)]  # left, right
+    full_children = full_mean @ full_mean.T + full_noise @ full_noise.T
+    assert np.allclose(full_children[np.ix_(kept, kept)], mean @ mean.T + noise @ noise.T, rtol=0, atol=1e-14)
+    # the cross-covariance with the parent's moments up to q is the mean map
+    assert np.allclose(full_mean[kept, : degree + 1], mean, rtol=0, atol=1e-14)
+
+
+def test_split_degrees_resolve_every_admissible_exponential_below_its_leaf():
+    """The fastest exponential the leaf check admits, and B, M, P, Q: on every sub-leaf node (half-length
+    h 2^-k) the tail beyond the degree the split there keeps is within the tolerance, and it falls to 0."""
+    half = LEGENDRE_MAX_HALF_LENGTH
+    rate = scipy.optimize.brentq(
+        lambda r: math.log(kernel_moment_weights(lambda u: torch.exp(r * u), -half, half)[1] / 1e-13),
+        1.0,
+        1e3,
+    )
+    assert SPLIT_DEGREES[0] == LEGENDRE_DEGREE and list(SPLIT_DEGREES) == sorted(SPLIT_DEGREES, reverse=True)
+    assert SPLIT_DEGREES[-1] == 0
+    for k, degree in enumerate(SPLIT_DEGREES[:50]):
+        a, b = 1.0, 1.0 + 2 * half * 2.0**-k
+        for kernel in [
+            lambda u: torch.exp(rate * u),
+            lambda u: torch.exp(-rate * u),
+            *(f.kernel for f in (B, M, P, Q)),
+        ]:
+            weights = kernel_moment_weights(kernel, a, b)[0]
+            # degrees above 7 are below 1e-13 already (the leaf check), so degrees q+1..7 decide; the 1% is
+            # the root finder's slack in the fastest rate
+            assert np.linalg.norm(weights[degree + 1 :]) <= 1.01e-13 * np.linalg.norm(weights[: degree + 1])
 
 
 @pytest.mark.parametrize("functional", FUNCTIONALS, ids=lambda f: getattr(f, "name", str(f)))
@@ -161,6 +201,16 @@ def test_a_sample_depends_only_on_its_own_seed():
     assert torch.equal(big.fresh(4)[[3, 1]], small.fresh(4))
     by_index = BrownianPath(torch.zeros(3, *shape), SIGMA_MIN, SIGMA_MAX, seed=9)
     assert torch.equal(by_index.increment(Q, 0.0, 1.0)[0], small.increment(Q, 0.0, 1.0)[1])  # key (9, 0)
+
+
+def test_a_sample_does_not_depend_on_how_the_batch_is_chunked():
+    """300 elements per sample: a batch of 64 hashes one block of 16 rows (and one leaf) per chunk, a batch
+    of 2 a whole descent at once; the fixed summation order must give the same bits."""
+    seeds = list(range(100, 164))
+    big = BrownianPath(torch.zeros(64, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds)
+    small = BrownianPath(torch.zeros(2, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds[40:42])
+    for query in [(P, -0.3, 0.7654321), (M, 2.0, 2.0 + 1e-9), (Q, LAM_LO, 3.3)]:
+        assert torch.equal(big.increment(*query)[40:42], small.increment(*query))
 
 
 def test_increment_does_not_depend_on_other_queried_points():
