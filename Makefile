@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 
-.PHONY: setup test coefficients lint convergence-plots digits-mixture clean
+.PHONY: setup test test-slow coefficients lint convergence-plots digits-mixture clean
 
 setup: $(SETUP)
 
@@ -18,6 +18,9 @@ $(SETUP): pyproject.toml
 test: $(SETUP)
 	$(PY) -m pytest -n 2 -q
 
+test-slow: $(SETUP)
+	$(PY) -m pytest -n 2 -q -m slow
+
 coefficients: $(SETUP)
 	$(PY) -m seeds.analysis.codegen
 
@@ -26,8 +29,7 @@ lint: $(SETUP)
 	$(VENV)/bin/ruff format --check analysis solvers experiments figures tests
 
 convergence-plots: $(SETUP)
-	@echo "make convergence-plots is not implemented yet: it arrives with the convergence-verification issue." >&2
-	@exit 1
+	$(PY) -m seeds.experiments.run
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"

@@ -7,10 +7,11 @@ bootstrap confidence interval over paths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -90,6 +91,27 @@ def exact_gaussian_states(problem, x0, path, sigma_max, coarse_levels):
     return states
 
 
+def _reference_solution(cell: Cell, spec: tuple, coarse_steps: int):
+    """A fine reference solve; cells that share problem, seed, paths and range share the path and the start,
+    so their references are identical and are computed once per process."""
+    shared = replace(
+        cell, method="", options=(), levels=(), fit_levels=0, reference=("",), check_reference=None
+    )
+    return _cached_reference(shared, spec, coarse_steps)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_reference(shared: Cell, spec: tuple, coarse_steps: int):
+    problem = build_problem(shared)
+    x0 = problem.sample_marginal(shared.paths, shared.sigma_max, torch.Generator().manual_seed(shared.seed))
+    path = BrownianPath(x0, shared.sigma_min, shared.sigma_max, seed=shared.seed)
+    method, options, steps = spec
+    final, kept, _ = _solve_with_checkpoints(
+        problem, x0, _grid(shared, steps), method, options, path, coarse_steps
+    )
+    return final, kept
+
+
 def run_cell(cell: Cell, progress=None) -> dict:
     problem = build_problem(cell)
     generator = torch.Generator().manual_seed(cell.seed)
@@ -110,17 +132,11 @@ def run_cell(cell: Cell, progress=None) -> dict:
     if cell.reference[0] == "exact":
         reference = exact_gaussian_states(problem, x0, path, cell.sigma_max, coarsest)
     else:
-        method, options, steps = cell.reference
-        _, reference, _ = _solve_with_checkpoints(
-            problem, x0, _grid(cell, steps), method, options, path, coarse_steps
-        )
+        reference = _reference_solution(cell, cell.reference, coarse_steps)[1]
     reference_final = reference[coarse_steps]
     reference_gap = None
     if cell.check_reference is not None:
-        method, options, steps = cell.check_reference
-        second, _, _ = _solve_with_checkpoints(
-            problem, x0, _grid(cell, steps), method, options, path, coarse_steps
-        )
+        second = _reference_solution(cell, cell.check_reference, coarse_steps)[0]
         reference_gap = float(torch.sqrt(((second - reference_final) ** 2).flatten(1).sum(1).mean()))
     squared = []
     sup_squared = []

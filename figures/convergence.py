@@ -87,7 +87,9 @@ def weak_figure(exact: dict, folder: Path) -> None:
     axis.set_yscale("log")
     axis.set_xlabel("NFE")
     axis.set_ylabel("|Var(x_num) - (s^2 + sigma_min^2)| (exact, no Monte Carlo)")
-    axis.set_title("Weak error vs NFE, Gaussian data N(0, 0.09), sigma 80 -> 0.002, lambda-uniform grid", fontsize=9)
+    axis.set_title(
+        "Weak error vs NFE, Gaussian data N(0, 0.09), sigma 80 -> 0.002, lambda-uniform grid", fontsize=9
+    )
     axis.legend(fontsize=7)
     axis.grid(True, which="both", alpha=0.3)
     _save(figure, folder, "weak_gaussian")
@@ -104,6 +106,9 @@ def quality_figure(quality: dict, folder: Path) -> None:
             axis.plot(*zip(*points), "o-", ms=3, color=COLOURS[index % len(COLOURS)], label=label)
         axis.axhline(floor[metric], color="k", ls="--", lw=1, label="exact samples (same count)")
         axis.set_xscale("log")
+        budgets = sorted({c["cell"]["nfe"] for c in cells})
+        axis.set_xticks(budgets, [str(b) for b in budgets])
+        axis.minorticks_off()
         axis.set_yscale("log")
         axis.set_xlabel("NFE")
         axis.grid(True, which="both", alpha=0.3)

@@ -13,10 +13,16 @@ def tiny_cells(quick=False):
     strong = [
         Cell("gaussian", method, options, "lambda", (2, 4), 16, seed=seed, fit_levels=2)
         for seed, (method, options) in enumerate(
-            [("seeds-1", (("prediction", "data"),)), ("seeds-2", (("prediction", "noise"),)), ("euler-maruyama", ())]
+            [
+                ("seeds-1", (("prediction", "data"),)),
+                ("seeds-2", (("prediction", "noise"),)),
+                ("euler-maruyama", ()),
+            ]
         )
     ]
-    quality = [QualityCell("ring", "seeds-2", (("prediction", "data"),), nfe, samples=40, seed=1) for nfe in (4, 8)]
+    quality = [
+        QualityCell("ring", "seeds-2", (("prediction", "data"),), nfe, samples=40, seed=1) for nfe in (4, 8)
+    ]
     return strong, quality
 
 
@@ -66,11 +72,16 @@ def test_interrupted_run_resumes_without_recomputing(tiny_job, tmp_path, monkeyp
     assert all((results / "cells" / name).stat().st_mtime_ns == stamp for name, stamp in stamps.items())
 
     def cells_of(folder):
-        return [{k: v for k, v in cell.items() if k != "provenance"} for cell in json.loads((folder / "convergence.json").read_text())["cells"]]
+        return [
+            {k: v for k, v in cell.items() if k != "provenance"}
+            for cell in json.loads((folder / "convergence.json").read_text())["cells"]
+        ]
 
     assert cells_of(results) == cells_of(reference_results)
     for name in ("convergence.csv", "quality.csv", "orders_table.md", "exact_linear.json"):
         assert (results / name).exists()
     assert not list(results.glob("**/*.partial*"))
     for figure in ("strong_gaussian", "quality_ring", "weak_gaussian"):
-        assert (tmp_path / "figures_b" / f"{figure}.png").exists() and (tmp_path / "figures_b" / f"{figure}.pdf").exists()
+        assert (tmp_path / "figures_b" / f"{figure}.png").exists() and (
+            tmp_path / "figures_b" / f"{figure}.pdf"
+        ).exists()

@@ -39,7 +39,9 @@ def measured_order(errors):
 
 def errors_at(method, options, grid, levels, reference_eta):
     return [
-        linear_errors(method, edm_sigmas(grid, n, 0.002, 80.0), 1.0, 0.09, reference_eta=reference_eta, **options)
+        linear_errors(
+            method, edm_sigmas(grid, n, 0.002, 80.0), 1.0, 0.09, reference_eta=reference_eta, **options
+        )
         for n in levels
     ]
 
