@@ -41,13 +41,22 @@ class Cell:
     fit_levels: int = 4  # the finest levels that enter the slope fit
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return cell_key(self)
 
     @property
     def label(self) -> str:
-        extras = "".join(f"/{value}" for name, value in self.options if name in ("prediction", "variant"))
-        return self.method + extras
+        return method_label(self.method, self.options)
+
+
+def cell_key(cell) -> str:
+    """A stable name for a cell's result file: a hash of all its fields."""
+    text = json.dumps(asdict(cell), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def method_label(method: str, options: tuple) -> str:
+    """The method id as the order table writes it: method plus its prediction and variant options."""
+    return method + "".join(f"/{value}" for name, value in options if name in ("prediction", "variant"))
 
 
 def build_problem(cell: Cell):

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from seeds.experiments.convergence import _grid, build_problem
+from seeds.experiments.convergence import _grid, build_problem, cell_key, method_label
 from seeds.experiments.problems import GaussianMixture
 from seeds.solvers import make_method, sample
 from seeds.solvers.noise import IndependentPieces
@@ -61,14 +61,10 @@ class QualityCell:
 
     @property
     def label(self) -> str:
-        extras = "".join(f"/{value}" for name, value in self.options if name in ("prediction", "variant"))
-        return self.method + extras
+        return method_label(self.method, self.options)
 
     def key(self) -> str:
-        import hashlib
-        import json
-
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return cell_key(self)
 
 
 def run_quality_cell(cell: QualityCell) -> dict:

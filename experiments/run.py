@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from seeds.experiments.convergence import Cell, run_cell
+from seeds.experiments.convergence import Cell, method_label, run_cell
 from seeds.experiments.exact_linear import scalar_convergence_table
 from seeds.experiments.quality import QualityCell, exact_sample_floor, run_quality_cell
 from seeds.experiments.results import (
@@ -190,7 +190,7 @@ def write_exact_linear(results: Path, quick: bool) -> None:
     curves = {}
     for method, options in EXACT_LINEAR_METHODS:
         table = scalar_convergence_table(method, steps, data_std=DATA_STD, **dict(options))
-        label = method + "".join(f"/{value}" for name, value in options if name in ("prediction", "variant"))
+        label = method_label(method, options)
         span = math.log(80.0 / 0.002)
         curves[label] = {**table, "step_size_lambda": [span / n for n in steps]}
     atomic_write_json(results / "exact_linear.json", {"provenance": provenance(), "curves": curves})
