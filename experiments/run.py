@@ -73,6 +73,21 @@ def default_cells(quick: bool = False) -> tuple[list[Cell], list[QualityCell]]:
     # The 2-d ring with overlapping components (std 0.6 at neighbour distance 1.53) and a moderate
     # sigma_min, where the drift stays smooth enough for the theory; the reference is SEEDS-3/data at
     # 4x the finest level, checked against a second, independent reference (Euler-Maruyama, 16x).
+    # the same on the EDM rho = 7 grid (nested: the 2N-step grid contains the N-step grid's points)
+    for method, options in (SDE_METHODS[2], SDE_METHODS[5], SDE_METHODS[6]):
+        strong.append(
+            Cell(
+                "gaussian",
+                method,
+                options,
+                "edm",
+                levels,
+                paths,
+                seed=1,
+                problem_options=GAUSSIAN,
+                fit_levels=fit,
+            )
+        )
     ring = (("std", 0.6),)
     for method, options in SDE_METHODS[:3] + SDE_METHODS[5:]:
         strong.append(

@@ -31,7 +31,7 @@ def _save(figure, folder: Path, name: str) -> None:
 
 
 def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: Path) -> None:
-    chosen = [c for c in cells if c["cell"]["problem"] == problem]
+    chosen = [c for c in cells if c["cell"]["problem"] == problem and c["cell"]["grid"] == "lambda"]
     if not chosen:
         return
     figure, axis = plt.subplots(figsize=(7.5, 5.2))
