@@ -41,10 +41,12 @@ class Method:
     stochastic: bool
 
     @property
-    def orders(self) -> dict:
+    def orders(self) -> dict | None:
+        """{"strong": ..., "weak": ...} from seeds.analysis.predicted_orders(); None where the expansion has
+        no entry (the EDM churn sampler, whose fresh noise is not a path functional)."""
         from seeds.analysis import predicted_orders
 
-        return predicted_orders()[self.id]
+        return predicted_orders().get(self.id)
 
     def step(self, x, lam_s, lam_t, model, noise, memory):
         raise NotImplementedError
