@@ -145,6 +145,18 @@ def run(results: Path, figures: Path, quick: bool = False) -> int:
     return 0
 
 
+def _identity_columns(result: dict, stamp: dict) -> dict:
+    """The CSV columns that say which cell a row comes from."""
+    cell = result["cell"]
+    return {
+        "problem": cell["problem"],
+        "method": result["label"],
+        "grid": cell["grid"],
+        "seed": cell["seed"],
+        "git_commit": stamp["git_commit"],
+    }
+
+
 def write_results(results: Path, strong: list[dict], quality: list[dict], floor: dict) -> None:
     stamp = provenance()
     atomic_write_json(results / "convergence.json", {"provenance": stamp, "cells": strong})
@@ -152,16 +164,12 @@ def write_results(results: Path, strong: list[dict], quality: list[dict], floor:
         results / "convergence.csv",
         [
             {
-                "problem": r["cell"]["problem"],
-                "method": r["label"],
-                "grid": r["cell"]["grid"],
-                "seed": r["cell"]["seed"],
+                **_identity_columns(r, stamp),
                 "paths": r["cell"]["paths"],
                 "steps": steps,
                 "nfe": nfe,
                 "strong_rms": err,
                 "sup_rms": sup,
-                "git_commit": stamp["git_commit"],
             }
             for r in strong
             for steps, nfe, err, sup in zip(r["steps"], r["nfe"], r["strong_rms"], r["sup_rms"])
@@ -174,16 +182,12 @@ def write_results(results: Path, strong: list[dict], quality: list[dict], floor:
         results / "quality.csv",
         [
             {
-                "problem": r["cell"]["problem"],
-                "method": r["label"],
-                "grid": r["cell"]["grid"],
-                "seed": r["cell"]["seed"],
+                **_identity_columns(r, stamp),
                 "samples": r["cell"]["samples"],
                 "nfe": r["nfe"],
                 "steps": r["steps"],
                 "frechet": r["frechet"],
                 "mode_weight_error": r["mode_weight_error"],
-                "git_commit": stamp["git_commit"],
             }
             for r in quality
         ],

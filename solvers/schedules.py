@@ -54,8 +54,28 @@ def _as_tensor(x):
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
 
 
+class VariancePreserving(Schedule):
+    """alpha^2 + sigma^2 = 1: lambda and log alpha determine each other."""
+
+    def log_snr(self, t):
+        # lambda = log alpha - 0.5 log(1 - alpha^2) = -0.5 log(expm1(-2 log alpha))
+        return -0.5 * torch.log(torch.expm1(-2.0 * self.log_alpha(_as_tensor(t))))
+
+    @staticmethod
+    def log_alpha_of_log_snr(lam):
+        """log alpha = -0.5 log(1 + e^{-2 lambda})."""
+        return -0.5 * torch.nn.functional.softplus(-2.0 * _as_tensor(lam))
+
+
+class VarianceExploding(Schedule):
+    """alpha = 1: lambda = -log sigma."""
+
+    def log_alpha(self, t):
+        return torch.zeros_like(_as_tensor(t))
+
+
 @dataclass(frozen=True)
-class VPLinear(Schedule):
+class VPLinear(VariancePreserving):
     """Variance-preserving, linear beta: log alpha = -beta_min t/2 - (beta_max - beta_min) t^2/4."""
 
     t_min: float = 1e-3
@@ -66,20 +86,14 @@ class VPLinear(Schedule):
     def log_alpha(self, t):
         return -0.5 * self.beta_min * t - 0.25 * (self.beta_max - self.beta_min) * t**2
 
-    def log_snr(self, t):
-        t = _as_tensor(t)
-        # alpha^2 + sigma^2 = 1, so lambda = log alpha - 0.5 log(1 - alpha^2) = -0.5 log(expm1(-2 log alpha))
-        return -0.5 * torch.log(torch.expm1(-2.0 * self.log_alpha(t)))
-
     def t_of_log_snr(self, lam):
-        lam = _as_tensor(lam)
-        half_log = torch.nn.functional.softplus(-2.0 * lam)  # log(1 + e^{-2 lambda}) = -2 log alpha
+        half_log = -2.0 * self.log_alpha_of_log_snr(lam)  # solve the quadratic -log alpha(t) = half_log / 2
         spread = self.beta_max - self.beta_min
         return 2.0 * half_log / (torch.sqrt(self.beta_min**2 + 2.0 * spread * half_log) + self.beta_min)
 
 
 @dataclass(frozen=True)
-class VPCosine(Schedule):
+class VPCosine(VariancePreserving):
     """Variance-preserving cosine schedule (Nichol & Dhariwal): alpha = cos((t+s)/(1+s) pi/2) / cos(s/(1+s) pi/2)."""
 
     t_min: float = 1e-3
@@ -96,26 +110,19 @@ class VPCosine(Schedule):
             - self._log_alpha_zero()
         )
 
-    def log_snr(self, t):
-        return -0.5 * torch.log(torch.expm1(-2.0 * self.log_alpha(_as_tensor(t))))
-
     def t_of_log_snr(self, lam):
-        log_alpha = -0.5 * torch.nn.functional.softplus(-2.0 * _as_tensor(lam))
-        angle = torch.arccos(torch.exp(log_alpha + self._log_alpha_zero()))
+        angle = torch.arccos(torch.exp(self.log_alpha_of_log_snr(lam) + self._log_alpha_zero()))
         return 2.0 * (1.0 + self.offset) / math.pi * angle - self.offset
 
 
 @dataclass(frozen=True)
-class VE(Schedule):
+class VE(VarianceExploding):
     """Variance-exploding: alpha = 1, sigma = sigma_min (sigma_max/sigma_min)^t for t in [0, 1]."""
 
     t_min: float = 0.0
     t_max: float = 1.0
     sigma_min: float = 0.01
     sigma_max: float = 50.0
-
-    def log_alpha(self, t):
-        return torch.zeros_like(_as_tensor(t))
 
     def log_snr(self, t):
         t = _as_tensor(t)
@@ -126,15 +133,12 @@ class VE(Schedule):
 
 
 @dataclass(frozen=True)
-class EDM(Schedule):
+class EDM(VarianceExploding):
     """EDM (Karras et al.): alpha = 1, sigma = t, t in [sigma_min, sigma_max]; sigma_data for the F adapter."""
 
     t_min: float = 0.002
     t_max: float = 80.0
     sigma_data: float = 0.5
-
-    def log_alpha(self, t):
-        return torch.zeros_like(_as_tensor(t))
 
     def log_snr(self, t):
         return -torch.log(_as_tensor(t))

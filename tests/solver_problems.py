@@ -2,11 +2,7 @@
 
 import torch
 
-from seeds.experiments.exact_linear import exact_output_variance  # noqa: F401  (re-exported for the solver tests)
-
-
-def per_sample(values, x):
-    return values.reshape((-1,) + (1,) * (x.ndim - 1))
+from seeds.solvers.models import per_sample
 
 
 def gaussian_denoiser(variance):

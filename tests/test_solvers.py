@@ -9,11 +9,11 @@ import scipy.stats
 import torch
 
 from seeds.analysis import predicted_orders
+from seeds.experiments.exact_linear import exact_output_variance
 from seeds.solvers import EDM, GRIDS, GridError, ModelOutputError, make_method, sample
 from seeds.solvers.brownian_path import BrownianPath
 from seeds.solvers.noise import IndependentPieces, functional_for
 from tests.solver_problems import (
-    exact_output_variance,
     gaussian_denoiser,
     mixture_denoiser,
     point_mass_denoiser,
