@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 
-.PHONY: setup test test-slow coefficients lint convergence-plots digits-mixture clean
+.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring digits-mixture clean
 
 setup: $(SETUP)
 
@@ -30,6 +30,9 @@ lint: $(SETUP)
 
 convergence-plots: $(SETUP)
 	$(PY) -m seeds.experiments.run
+
+weak-ring: $(SETUP)
+	$(PY) -m seeds.experiments.ring_orders
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"

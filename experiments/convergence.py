@@ -1,8 +1,9 @@
 """Monte Carlo strong and weak convergence experiments on nested grids (issue 4, section 3).
 
-A cell is one (problem, method, options, grid) with nested levels of 2^k steps. All levels and the reference
-are driven by one BrownianPath (per-path seeds), in float64. Errors per path are kept so that slopes get a
-bootstrap confidence interval over paths.
+A cell is one (problem, method, options, grid) with nested levels of 2^k steps. All levels and the references
+are driven by one Brownian path, in float64: a PartitionPath on every time they ask for (exact on that
+partition, and far cheaper than BrownianPath's descents at stage points). Errors per path are kept so that
+slopes get a bootstrap confidence interval over paths.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 
 from seeds.experiments.problems import PROBLEMS
 from seeds.solvers import EDM, GRIDS, make_method, sample
-from seeds.solvers.brownian_path import BrownianPath
 from seeds.solvers.noise import EDMFunctional
+from seeds.solvers.partition_path import PartitionPath, query_times
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,16 @@ class Cell:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     problem_options: tuple = ()
-    reference: tuple = ("exact",)  # ("exact",) for Gaussian data, or (method, options, steps)
+    # ("exact",) for Gaussian data, (method, options, steps), or None for weak differences only
+    reference: tuple | None = ("exact",)
     # a second, independent reference (method, options, steps): its RMS distance to the first must be far
     # below the finest level's error, or the fitted slopes measure the reference, not the method
     check_reference: tuple | None = None
     fit_levels: int = 4  # the finest levels that enter the slope fit
+    # (method, options) pairs, this cell's among them, whose times at these levels the path also carries:
+    # cells with the same family, problem, levels, seed and references share one path, so their reference
+    # solves are computed once per process
+    path_family: tuple = ()
 
     def key(self) -> str:
         return cell_key(self)
@@ -100,34 +106,55 @@ def exact_gaussian_states(problem, x0, path, sigma_max, coarse_levels):
     return states
 
 
-def _reference_solution(cell: Cell, spec: tuple, coarse_steps: int):
-    """A fine reference solve; cells that share problem, seed, paths and range share the path and the start,
-    so their references are identical and are computed once per process."""
-    shared = replace(
-        cell, method="", options=(), levels=(), fit_levels=0, reference=("",), check_reference=None
-    )
-    return _cached_reference(shared, spec, coarse_steps)
+def _members(cell: Cell) -> tuple:
+    if not cell.path_family:
+        return ((cell.method, cell.options),)
+    if (cell.method, cell.options) not in cell.path_family:
+        raise ValueError(f"{cell.label} is not in its cell's path_family {cell.path_family!r}")
+    return cell.path_family
+
+
+def _shared(cell: Cell) -> Cell:
+    """The fields that decide the path and the start: equal for cells that share them."""
+    return replace(cell, method="", options=(), fit_levels=0, path_family=_members(cell))
+
+
+def _start_and_path(shared: Cell):
+    problem = build_problem(shared)
+    x0 = problem.sample_marginal(shared.paths, shared.sigma_max, torch.Generator().manual_seed(shared.seed))
+    return problem, x0, PartitionPath(x0, _partition(shared), seed=shared.seed)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_reference(shared: Cell, spec: tuple, coarse_steps: int):
-    problem = build_problem(shared)
-    x0 = problem.sample_marginal(shared.paths, shared.sigma_max, torch.Generator().manual_seed(shared.seed))
-    path = BrownianPath(x0, shared.sigma_min, shared.sigma_max, seed=shared.seed)
+def _partition(shared: Cell) -> np.ndarray:
+    """Every lambda the family's levels and the references ask the path for."""
+    solves = [(method, options, steps) for method, options in shared.path_family for steps in shared.levels]
+    for spec in (shared.reference, shared.check_reference):
+        if spec is not None and spec[0] != "exact":
+            solves.append(spec)
+    return np.unique(np.concatenate([_query_times(shared, *solve) for solve in solves]))
+
+
+def _query_times(cell: Cell, method, options, steps):
+    return query_times(method, _grid(cell, steps), **dict(options))
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_solution(shared: Cell, spec: tuple):
+    """A reference solve (method, options, steps) on the shared path: (final state, coarse-grid states)."""
+    problem, x0, path = _start_and_path(shared)
     method, options, steps = spec
     final, kept, _ = _solve_with_checkpoints(
-        problem, x0, _grid(shared, steps), method, options, path, coarse_steps
+        problem, x0, _grid(shared, steps), method, options, path, min(shared.levels)
     )
     return final, kept
 
 
 def run_cell(cell: Cell, progress=None) -> dict:
-    problem = build_problem(cell)
-    generator = torch.Generator().manual_seed(cell.seed)
-    x0 = problem.sample_marginal(cell.paths, cell.sigma_max, generator)
-    path = BrownianPath(x0, cell.sigma_min, cell.sigma_max, seed=cell.seed)
+    """Solve every level on one Brownian path; strong errors against the cell's reference (none when the
+    reference is None) and coupled weak differences between the levels."""
+    problem, x0, path = _start_and_path(_shared(cell))
     coarse_steps = min(cell.levels)
-    coarsest = _grid(cell, coarse_steps).tolist()
     solutions = {}
     nfe = {}
     for steps in cell.levels:
@@ -138,14 +165,41 @@ def run_cell(cell: Cell, progress=None) -> dict:
         nfe[steps] = evaluations
         if progress is not None:
             progress()
+    step_sizes = [(-math.log(cell.sigma_min) + math.log(cell.sigma_max)) / n for n in cell.levels]
+    fit = slice(len(cell.levels) - cell.fit_levels, len(cell.levels))
+    final_states = {steps: solutions[steps][0] for steps in cell.levels}
+    strong = (
+        {} if cell.reference is None else _strong_errors(cell, problem, x0, path, solutions, step_sizes, fit)
+    )
+    return {
+        "cell": asdict(cell),
+        "label": cell.label,
+        "key": cell.key(),
+        "steps": list(cell.levels),
+        "nfe": [nfe[s] for s in cell.levels],
+        "step_size_lambda": step_sizes,
+        "fit_steps": list(cell.levels[fit]),
+        **strong,
+        "weak": weak_errors(problem, final_states, cell.sigma_min),
+        "weak_differences": coupled_weak_differences(
+            cell.levels, np.array(step_sizes), second_moments(final_states), fit, seed=cell.seed + 2
+        ),
+        "predicted": _predicted(cell),
+    }
+
+
+def _strong_errors(cell, problem, x0, path, solutions, step_sizes, fit) -> dict:
+    """Terminal and sup-over-coarse-grid RMS errors against the reference, with bootstrap slopes."""
+    coarse_steps = min(cell.levels)
     if cell.reference[0] == "exact":
+        coarsest = _grid(cell, coarse_steps).tolist()
         reference = exact_gaussian_states(problem, x0, path, cell.sigma_max, coarsest)
     else:
-        reference = _reference_solution(cell, cell.reference, coarse_steps)[1]
+        reference = _reference_solution(_shared(cell), cell.reference)[1]
     reference_final = reference[coarse_steps]
     reference_gap = None
     if cell.check_reference is not None:
-        second = _reference_solution(cell, cell.check_reference, coarse_steps)[0]
+        second = _reference_solution(_shared(cell), cell.check_reference)[0]
         reference_gap = float(torch.sqrt(((second - reference_final) ** 2).flatten(1).sum(1).mean()))
     squared = []
     sup_squared = []
@@ -157,28 +211,14 @@ def run_cell(cell: Cell, progress=None) -> dict:
         )
         sup_squared.append(sup.max(0).values.numpy())
     squared, sup_squared = np.stack(squared), np.stack(sup_squared)
-    step_sizes = [(-math.log(cell.sigma_min) + math.log(cell.sigma_max)) / n for n in cell.levels]
-    fit = slice(len(cell.levels) - cell.fit_levels, len(cell.levels))
-    strong = np.sqrt(squared.mean(1))
-    slope, low, high = bootstrap_slope(np.array(step_sizes), squared, fit, seed=cell.seed)
-    sup_slope, sup_low, sup_high = bootstrap_slope(np.array(step_sizes), sup_squared, fit, seed=cell.seed + 1)
-    final_states = {steps: solutions[steps][0] for steps in cell.levels}
+    step_sizes = np.array(step_sizes)
     return {
-        "cell": asdict(cell),
-        "label": cell.label,
-        "key": cell.key(),
-        "steps": list(cell.levels),
-        "nfe": [nfe[s] for s in cell.levels],
-        "step_size_lambda": step_sizes,
-        "strong_rms": strong.tolist(),
+        "strong_rms": np.sqrt(squared.mean(1)).tolist(),
         "strong_rms_ci": _rms_ci(squared).tolist(),
         "sup_rms": np.sqrt(sup_squared.mean(1)).tolist(),
-        "fit_steps": list(cell.levels[fit]),
-        "strong_slope": [slope, low, high],
-        "sup_slope": [sup_slope, sup_low, sup_high],
+        "strong_slope": list(bootstrap_slope(step_sizes, squared, fit, seed=cell.seed)),
+        "sup_slope": list(bootstrap_slope(step_sizes, sup_squared, fit, seed=cell.seed + 1)),
         "reference_gap_rms": reference_gap,
-        "weak": weak_errors(problem, final_states, cell.sigma_min),
-        "predicted": _predicted(cell),
     }
 
 
@@ -212,6 +252,47 @@ def bootstrap_slope(step_sizes, squared, fit, resamples: int = 1000, level: floa
     draws = [slope_of(squared[:, generator.integers(0, paths, paths)]) for _ in range(resamples)]
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return slope_of(squared), float(low), float(high)
+
+
+def second_moments(final_states: dict) -> np.ndarray:
+    """f(X) = |X|^2 per path (level, path): the weak test function of the coupled differences."""
+    return np.stack([states.flatten(1).pow(2).sum(1).numpy() for states in final_states.values()])
+
+
+def coupled_weak_differences(
+    steps, step_sizes, values, fit, resamples: int = 1000, level: float = 0.95, seed=0
+):
+    """Weak order without a reference: D_k = E f(X_k) - E f(X_k+1) between consecutive levels (same paths).
+
+    With weak error e(h) = C h^p + o(h^p) and h_k+1 = h_k / 2, D_k = C (1 - 2^-p) h_k^p + o(h_k^p), so the
+    slope of log |D_k| against log h_k is p. The paths are coupled (one Brownian path drives every level), so
+    the Monte Carlo error of D_k scales with the strong error between the levels, not with the spread of f.
+    The differences between consecutive `fit` levels enter the fit (no slope from fewer than two); the CI
+    resamples paths. Each D_k comes with its standard error: a difference within a few standard errors of 0
+    does not resolve the slope.
+    """
+    levels = np.arange(values.shape[0])[fit]
+    pairs = levels[:-1]
+    differences = values[pairs] - values[pairs + 1]
+    x = np.log(step_sizes[pairs])
+    summary = {
+        "test_function": "|x|^2",
+        "steps_pairs": [[steps[k], steps[k + 1]] for k in pairs],
+        "difference": differences.mean(1).tolist(),
+        "difference_se": (differences.std(1) / math.sqrt(values.shape[1])).tolist(),
+        "slope": None,
+    }
+    if len(pairs) < 2:
+        return summary
+
+    def slope_of(d):
+        return float(np.polyfit(x, np.log(np.abs(d.mean(1))), 1)[0])
+
+    generator = np.random.default_rng(seed)
+    paths = values.shape[1]
+    draws = [slope_of(differences[:, generator.integers(0, paths, paths)]) for _ in range(resamples)]
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return {**summary, "slope": [slope_of(differences), float(low), float(high)]}
 
 
 def weak_errors(problem, final_states, sigma_min) -> dict:

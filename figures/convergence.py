@@ -31,43 +31,62 @@ def _save(figure, folder: Path, name: str) -> None:
 
 
 def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: Path) -> None:
-    chosen = [c for c in cells if c["cell"]["problem"] == problem and c["cell"]["grid"] == "lambda"]
-    if not chosen:
+    """One panel per grid; the exact-linear curves (lambda grid) under the lambda panel's points."""
+    grids = [g for g in ("lambda", "edm") if any(_on(c, problem, g) for c in cells)]
+    if not grids:
         return
-    figure, axis = plt.subplots(figsize=(7.5, 5.2))
-    for index, cell in enumerate(chosen):
-        colour = COLOURS[index % len(COLOURS)]
-        h, errors = cell["step_size_lambda"], cell["strong_rms"]
-        low = [e - ci[0] for e, ci in zip(errors, cell["strong_rms_ci"])]
-        high = [ci[1] - e for e, ci in zip(errors, cell["strong_rms_ci"])]
-        slope, slope_low, slope_high = cell["strong_slope"]
-        label = f"{cell['label']}: slope {slope:.2f} [{slope_low:.2f}, {slope_high:.2f}]"
-        axis.errorbar(h, errors, yerr=[low, high], fmt="o", ms=4, color=colour, label=label, capsize=2)
-        if exact is not None and cell["label"] in exact:
-            curve = exact[cell["label"]]
-            axis.plot(curve["step_size_lambda"], curve["strong_rmse"], "-", color=colour, lw=1.2, alpha=0.8)
-        predicted = (cell.get("predicted") or {}).get("strong")
-        if predicted is not None:
-            anchor_h, anchor_e = h[-1], errors[-1]
-            axis.plot(
-                [anchor_h, h[0]],
-                [anchor_e, anchor_e * (h[0] / anchor_h) ** predicted],
-                ":",
-                color=colour,
-                lw=1,
-            )
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("step size h in lambda")
-    axis.set_ylabel("RMS error at sigma_min (strong)")
-    title = {
-        "gaussian": "Strong error, Gaussian data N(0, 0.09), sigma 80 -> 0.002: lines exact (quadrature), points Monte Carlo",
-        "ring": "Strong error, 2-d ring mixture (std 0.6), sigma 80 -> 0.05, reference SEEDS-3/data at 4x finest",
-    }.get(problem, f"Strong error, {problem}")
-    axis.set_title(title + "\n(dotted: predicted order through the finest point)", fontsize=9)
-    axis.legend(fontsize=7)
-    axis.grid(True, which="both", alpha=0.3)
+    figure, axes = plt.subplots(1, len(grids), figsize=(7.5 * len(grids), 5.2), squeeze=False)
+    for grid, axis in zip(grids, axes[0]):
+        chosen = [c for c in cells if _on(c, problem, grid)]
+        for index, cell in enumerate(chosen):
+            colour = COLOURS[index % len(COLOURS)]
+            h, errors = cell["step_size_lambda"], cell["strong_rms"]
+            low = [e - ci[0] for e, ci in zip(errors, cell["strong_rms_ci"])]
+            high = [ci[1] - e for e, ci in zip(errors, cell["strong_rms_ci"])]
+            slope, slope_low, slope_high = cell["strong_slope"]
+            label = f"{cell['label']}: slope {slope:.2f} [{slope_low:.2f}, {slope_high:.2f}]"
+            axis.errorbar(h, errors, yerr=[low, high], fmt="o", ms=4, color=colour, label=label, capsize=2)
+            if exact is not None and grid == "lambda" and cell["label"] in exact:
+                curve = exact[cell["label"]]
+                axis.plot(
+                    curve["step_size_lambda"], curve["strong_rmse"], "-", color=colour, lw=1.2, alpha=0.8
+                )
+            predicted = (cell.get("predicted") or {}).get("strong")
+            if predicted is not None:
+                anchor_h, anchor_e = h[-1], errors[-1]
+                axis.plot(
+                    [anchor_h, h[0]],
+                    [anchor_e, anchor_e * (h[0] / anchor_h) ** predicted],
+                    ":",
+                    color=colour,
+                    lw=1,
+                )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("step size h in lambda" + (" (mean over the rho = 7 grid)" if grid == "edm" else ""))
+        axis.set_ylabel("RMS error at sigma_min (strong)")
+        axis.set_title(
+            _strong_title(chosen[0], grid) + "\n(dotted: predicted order through the finest point)",
+            fontsize=9,
+        )
+        axis.legend(fontsize=7)
+        axis.grid(True, which="both", alpha=0.3)
     _save(figure, folder, f"strong_{problem}")
+
+
+def _on(cell: dict, problem: str, grid: str) -> bool:
+    return cell["cell"]["problem"] == problem and cell["cell"]["grid"] == grid
+
+
+def _strong_title(cell: dict, grid: str) -> str:
+    spec = cell["cell"]
+    where = f"sigma {spec['sigma_max']:g} -> {spec['sigma_min']:g}, {grid} grid"
+    if spec["reference"][0] == "exact":
+        lines = " (lines: exact quadrature)" if grid == "lambda" else ""
+        return f"Strong error, {spec['problem']}, {where}: exact solution on the path{lines}"
+    method, options, steps = spec["reference"]
+    label = method + "".join(f"/{value}" for name, value in options if name == "prediction")
+    return f"Strong error, {spec['problem']}, {where}: reference {label} at {steps} steps"
 
 
 def weak_figure(exact: dict, folder: Path) -> None:

@@ -81,6 +81,14 @@ def elementwise(function):
     broadcast shape of the arguments, also where the formula does not depend on all of them.
     """
 
+    @functools.lru_cache(maxsize=4096)
+    def on_scalars(*args):
+        # Python scalars go through numpy too: `where` evaluates both branches, and numpy lets the
+        # discarded one be inf/nan where math would raise. Memoised: a solver on a uniform grid asks for
+        # the same coefficients at every step.
+        with np.errstate(all="ignore"):
+            return float(function(*[np.float64(a) for a in args]))
+
     @functools.wraps(function)
     def wrapper(*args):
         tensors = [a for a in args if _is_tensor(a)]
@@ -98,11 +106,8 @@ def elementwise(function):
             ]
             result = torch.as_tensor(function(*converted), dtype=work_dtype, device=device)
             return result.expand(torch.broadcast_shapes(*(t.shape for t in converted))).to(out_dtype)
-        # Python scalars go through numpy too: `where` evaluates both branches, and numpy lets the
-        # discarded one be inf/nan where math would raise.
         if not any(isinstance(a, (np.ndarray, np.generic)) for a in args):
-            with np.errstate(all="ignore"):
-                return float(function(*[np.float64(a) for a in args]))
+            return on_scalars(*(float(a) for a in args))
         arrays = [np.asarray(a, dtype=np.float64) for a in args]
         with np.errstate(all="ignore"):
             result = np.broadcast_to(

@@ -31,8 +31,11 @@ SEEDS-MATH sections 2, 3 and 3b. Design:
   descent in one hash call (per 2^18 normals) and sums coefficient * normal. Node widths are exact
   (length 2^-depth), not differences of rounded times, so the deepest levels have their exact variance.
 * Resolution: query times are rounded to the grid lam_lo + (lam_hi - lam_lo) k 2^-D, with D chosen so that
-  the spacing is at most one float64 ulp of the larger |endpoint| (D <= 54): the rounding is the float64
-  rounding of lambda itself, and the law is exact for the rounded times.
+  the spacing is at most one float64 ulp of the larger |endpoint| (D <= 54), and then to the coarsest node
+  within _SNAP_UNITS grid steps: the rounding is a few float64 roundings of lambda itself (what
+  lambda = -log sigma already carries), and the law is exact for the rounded times. The second rounding
+  lets a nested grid's points, which reach the path a few ulps off their dyadic nodes, stop their descent
+  at those nodes.
 * Increments are differences of point values (leaf sums and in-leaf parts kept apart, so an interval
   inside one leaf never sees the leaf sums), so they add up over any partition to rounding and do not
   depend on which other points were asked for; the rounding is ~1e-16 of the point values. Point values
@@ -84,6 +87,10 @@ _CHUNK_ELEMENTS = 1 << 18
 # A descent's coefficient * normal terms are summed pairwise within blocks of this many rows and the blocks
 # in order: an association fixed by the row count, so chunking by memory cannot change a bit.
 _BLOCK_ROWS = 16
+# A query time this many grid steps (each at most one float64 ulp of lambda) from a coarser node is moved
+# onto it: a grid's lambda_j = -log(exp(-lambda_j)) lands a few ulps off its dyadic node, and without the move
+# every such point would descend all the sub-leaf levels instead of the few down to its node.
+_SNAP_UNITS = 8
 # Sub-leaf levels the degree schedule covers: D <= 54, so D - T <= 54.
 _MAX_SUB_DEPTH = 64
 
@@ -158,9 +165,15 @@ def kernel_moment_weights(kernel, a: float, b: float) -> tuple[np.ndarray, float
     w_j = c_j sd_j with c_j the Legendre coefficients of the kernel on [a, b] and sd_j^2 = half-length
     * 2/(2j+1); tail is |(w_8, ..., w_15)| / |w|, the relative size of what the expansion leaves out.
     """
-    halves = np.array([(b - a) / 2])
-    weights = _moment_weights(_kernel_values(kernel, np.array([(a + b) / 2]), halves), halves)[0]
-    return weights[:_MOMENTS], float(_relative_tails(weights)[LEGENDRE_DEGREE])
+    weights, tails = interval_moment_weights(kernel, np.array([a]), np.array([b]))
+    return weights[0], float(tails[0])
+
+
+def interval_moment_weights(kernel, lefts: np.ndarray, rights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`kernel_moment_weights` of many intervals at once: weights (interval, moment) and tails (interval)."""
+    halves = (rights - lefts) / 2
+    weights = _moment_weights(_kernel_values(kernel, (lefts + rights) / 2, halves), halves)
+    return weights[:, :_MOMENTS], _relative_tails(weights)[:, LEGENDRE_DEGREE]
 
 
 def _exponential_tails(rate_times_half_lengths: np.ndarray) -> np.ndarray:
@@ -363,8 +376,14 @@ class BrownianPath:
         return value.reshape(self.shape).to(self.dtype)
 
     def _grid_position(self, lam: float) -> int:
+        """lam's position on the resolution grid, moved to the coarsest node within _SNAP_UNITS of it."""
         fraction = min(max((lam - self.lam_lo) / self._length, 0.0), 1.0)
-        return round(math.ldexp(fraction, self._depth))
+        position = round(math.ldexp(fraction, self._depth))
+        for shift in range(self._depth, -1, -1):
+            node = round(position / (1 << shift)) << shift
+            if abs(node - position) <= _SNAP_UNITS:
+                return node
+        return position
 
     def _point(self, position):
         """(sums over the whole leaves left of position, rest from that leaf's start): (functional, batch,

@@ -1,0 +1,175 @@
+"""Exact Brownian functionals on a partition of lambda-time fixed before the run (for experiments).
+
+`BrownianPath` answers a query at any time, but every new time costs a descent of its virtual tree (about
+140 normals per element). A convergence experiment knows every time it will ask for before it starts: the
+points of its nested grids and their stages (`query_times` records them with a dry run). `PartitionPath`
+draws the path on that partition directly:
+
+* each gap between consecutive times is cut into equal pieces no longer than a Legendre leaf
+  (2 * LEGENDRE_MAX_HALF_LENGTH), and a piece's LEGENDRE_DEGREE + 1 unit Legendre moments are independent
+  standard normals (pieces are disjoint);
+* a functional's increment over a piece is w . Z with its moment weights w, to the leaves' truncation of
+  BrownianPath (the tail beyond degree 7 is checked on every piece, relative 1e-13), so the joint law of all
+  functionals at all partition times is exact to that truncation, as it is for BrownianPath;
+* a functional's values at all partition times are running sums over the pieces, computed once on first
+  use; an increment is a difference of two of them.
+
+Cost: LEGENDRE_DEGREE + 1 normals per piece per element for the first functional (and the same normals
+again for each further one); memory: one float64 value per partition time per element per functional.
+Randomness: the moments of blocks of pieces come from torch generators seeded by (seed, block), so a path
+is a function of seed, partition and x's shape. Unlike BrownianPath it is not batch-invariant, and two
+partitions give two different paths: use one PartitionPath for everything that must share a path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
+from seeds.solvers.brownian_path import _TAIL_TOLERANCE, _chain, _words64, interval_moment_weights
+from seeds.solvers.noise import B, EDMFunctional, M, P
+
+_MOMENTS = LEGENDRE_DEGREE + 1
+# Normals drawn at once: 32 MiB of float64.
+_BLOCK_NUMBERS = 1 << 22
+_SEED_SALTS = (0x452821E6, 0x38D01377)
+
+
+class PartitionPath:
+    """Exact per-run Brownian path on the partition `times` (lambda values, any order, duplicates merged).
+
+    x: a (batch, ...) tensor giving shape and device. Queries must start and end at partition times (to
+    1e-12 relative); a functional is any object with kernel(u) or one of "B", "M", "P", "Q".
+    """
+
+    def __init__(self, x, times, seed: int = 0, dtype=torch.float64, sigma_data: float = 0.5):
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
+            raise ValueError("x must be a tensor with a non-empty leading batch dimension")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        times = np.unique(np.asarray(times, dtype=np.float64))
+        if times.size < 2 or not np.all(np.isfinite(times)):
+            raise ValueError(f"a partition needs at least two distinct finite times, got {times!r}")
+        self.times = times
+        self.shape, self.device, self.dtype = tuple(x.shape), x.device, dtype
+        self.seed, self.sigma_data = seed, float(sigma_data)
+        self.lam_lo, self.lam_hi = float(times[0]), float(times[-1])
+        self.sigma_range = (math.exp(-self.lam_hi), math.exp(-self.lam_lo))
+        self._numel = math.prod(self.shape)
+        self._tolerance = 1e-12 * (1 + np.abs(times).max())
+        gaps = np.diff(times)
+        counts = np.maximum(1, np.ceil(gaps / (2 * LEGENDRE_MAX_HALF_LENGTH))).astype(np.int64)
+        gap_of_piece = np.repeat(np.arange(gaps.size), counts)
+        first_piece = np.cumsum(counts) - counts
+        within = np.arange(counts.sum()) - first_piece[gap_of_piece]
+        width = gaps[gap_of_piece] / counts[gap_of_piece]
+        self._lefts = times[gap_of_piece] + within * width
+        self._rights = np.where(
+            within + 1 == counts[gap_of_piece], times[gap_of_piece + 1], self._lefts + width
+        )
+        self._gap_ends = np.cumsum(counts) - 1  # the last piece of each gap
+        self._values: dict = {}
+
+    def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
+        """K(lam_b) - K(lam_a) for K = int k dB, as a tensor like x."""
+        values = self._values_of(self._functional(functional))
+        start, end = self._index(lam_a), self._index(lam_b)
+        if start > end:
+            raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must have lam_a <= lam_b")
+        return (values[end] - values[start]).reshape(self.shape).to(self.dtype)
+
+    def fresh(self, key: int) -> torch.Tensor:
+        raise ValueError(
+            "a PartitionPath carries path functionals only; churn-style fresh noise is not a path "
+            "functional (use BrownianPath or IndependentPieces)"
+        )
+
+    def _index(self, lam) -> int:
+        lam = float(lam)
+        index = int(np.clip(np.searchsorted(self.times, lam), 1, self.times.size - 1))
+        index -= abs(self.times[index - 1] - lam) <= abs(self.times[index] - lam)
+        if not abs(self.times[index] - lam) <= self._tolerance:
+            raise ValueError(
+                f"lambda = {lam!r} is not a time of this partition (nearest {self.times[index]!r}): build the "
+                "path with every time the run asks for (see query_times)"
+            )
+        return index
+
+    def _functional(self, functional):
+        if isinstance(functional, str):
+            named = {"B": B, "M": M, "P": P, "Q": EDMFunctional(self.sigma_data)}
+            if functional not in named:
+                raise ValueError(f"unknown functional {functional!r}: the named ones are {sorted(named)}")
+            return named[functional]
+        if not callable(getattr(functional, "kernel", None)):
+            raise ValueError(f"{functional!r} has no kernel(u): not a Brownian functional")
+        return functional
+
+    def _values_of(self, functional) -> torch.Tensor:
+        """K at every partition time minus K at the first, (time, element), computed once."""
+        if functional in self._values:
+            return self._values[functional]
+        weights, tails = interval_moment_weights(functional.kernel, self._lefts, self._rights)
+        if not np.all(tails <= _TAIL_TOLERANCE):
+            bad = int(np.argmax(tails > _TAIL_TOLERANCE))
+            raise ValueError(
+                f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments on "
+                f"[{self._lefts[bad]!r}, {self._rights[bad]!r}] (relative tail {tails[bad]:.1e})"
+            )
+        weights = torch.from_numpy(weights).to(self.device)
+        pieces = len(self._lefts)
+        per_block = max(1, _BLOCK_NUMBERS // (_MOMENTS * self._numel))
+        running = torch.zeros(self._numel, dtype=torch.float64, device=self.device)
+        at_pieces = []
+        for block, first in enumerate(range(0, pieces, per_block)):
+            last = min(pieces, first + per_block)
+            moments = torch.randn(
+                (last - first, _MOMENTS, self._numel),
+                generator=self._generator(block),
+                dtype=torch.float64,
+                device=self.device,
+            )
+            sums = torch.cumsum(torch.einsum("pm,pmn->pn", weights[first:last], moments), 0) + running
+            running = sums[-1]
+            ends = self._gap_ends[(self._gap_ends >= first) & (self._gap_ends < last)] - first
+            at_pieces.append(sums[torch.from_numpy(ends).to(self.device)])
+        values = torch.cat([running.new_zeros(1, self._numel), *at_pieces])
+        self._values[functional] = values
+        return values
+
+    def _generator(self, block: int) -> torch.Generator:
+        words = (*_words64(self.seed), block)
+        key = (_chain(_SEED_SALTS[0], *words) << 32) | _chain(_SEED_SALTS[1], *words)
+        return torch.Generator(device=self.device).manual_seed(key)
+
+
+class _RecordingNoise:
+    """A noise source that answers zeros and records every time a solver asks about."""
+
+    def __init__(self, x):
+        self.like = x
+        self.times: set = set()
+
+    def increment(self, functional, lam_a, lam_b):
+        self.times.update((float(lam_a), float(lam_b)))
+        return torch.zeros_like(self.like)
+
+    def fresh(self, key):
+        return torch.zeros_like(self.like)
+
+
+def query_times(method: str, sigmas, **options) -> np.ndarray:
+    """Every lambda at which `method` on this grid asks its noise source for a value (a dry run with a zero
+    denoiser on one scalar sample: the times depend on the grid and the method only), plus the grid's own
+    times."""
+    from seeds.solvers.sampling import sample
+
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    noise = _RecordingNoise(x)
+    levels = torch.as_tensor(sigmas, dtype=torch.float64)
+    sample(lambda u, sigma: torch.zeros_like(u), x * levels[0], levels, method=method, path=noise, **options)
+    grid = [-math.log(s) for s in levels.tolist() if s > 0]
+    return np.unique(np.array(sorted(noise.times | set(grid))))
