@@ -45,38 +45,36 @@ RESOLVED = 3.0  # standard errors
 
 def strong_cell(method: str, options: tuple) -> Cell:
     ode = (method, options) in ODE
-    return Cell(
-        "ring",
+    return _ring_cell(
         method,
         options,
-        "lambda",
         (32, 64, 128),
         128,
         seed=4,
-        sigma_min=0.05,
-        problem_options=RING,
         reference=("dpm-solver-3", (), 512) if ode else ("seeds-3", (("prediction", "edm"),), 2048),
         check_reference=("dpm-solver++-3", (), 512) if ode else ("seeds-3", (("prediction", "noise"),), 4096),
-        fit_levels=3,
-        path_family=tuple(ODE if ode else SDE),
     )
 
 
 def weak_cell(method: str, options: tuple) -> Cell:
     ode = (method, options) in ODE
+    return _ring_cell(method, options, WEAK_LEVELS, 4096 if ode else 32768, seed=6, reference=None)
+
+
+def _ring_cell(method, options, levels, paths, **fields) -> Cell:
+    family = ODE if (method, options) in ODE else SDE
     return Cell(
         "ring",
         method,
         options,
         "lambda",
-        WEAK_LEVELS,
-        4096 if ode else 32768,
-        seed=6,
+        levels,
+        paths,
         sigma_min=0.05,
         problem_options=RING,
-        reference=None,
-        fit_levels=len(WEAK_LEVELS),
-        path_family=tuple(ODE if ode else SDE),
+        fit_levels=len(levels),
+        path_family=tuple(family),
+        **fields,
     )
 
 

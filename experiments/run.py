@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -53,50 +54,34 @@ def default_cells(quick: bool = False) -> tuple[list[Cell], list[QualityCell]]:
     paths = 64 if quick else 400
     levels = (4, 8, 16) if quick else (4, 8, 16, 32, 64, 128, 256)
     fit = 2 if quick else 4
-    strong = []
     # s = 0.3, not sigma_data = 0.5: at s = sigma_data the EDM output of Gaussian data is F = 0 and every
-    # EDM-parameterised scheme is exact, which would hide its error. The EDM rho = 7 grids are nested too
-    # (the 2N-step grid contains the N-step grid's points).
-    for grid in ("lambda", "edm"):
-        for method, options in SDE_METHODS:
-            strong.append(
-                Cell(
-                    "gaussian",
-                    method,
-                    options,
-                    grid,
-                    levels,
-                    paths,
-                    seed=1,
-                    problem_options=GAUSSIAN,
-                    fit_levels=fit,
-                )
-            )
+    # EDM-parameterised scheme is exact, which would hide its error.
+    gaussian = Cell(
+        "gaussian", "", (), "lambda", levels, paths, seed=1, problem_options=GAUSSIAN, fit_levels=fit
+    )
     # The 2-d ring with overlapping components (std 0.6 at neighbour distance 1.53) and a moderate
     # sigma_min, where the drift stays smooth enough for the theory. All ring cells of a grid share one
     # path, so the reference (SEEDS-3/edm, the most accurate method measured, at 16x the finest level) is
     # solved once and checked against a second, independent one (SEEDS-3/noise at 32x).
-    ring = (("std", 0.6),)
     ring_levels = levels if quick else levels[:-1]  # 16x and 32x references of 256 steps take minutes
-    for grid in ("lambda", "edm"):
-        for method, options in SDE_METHODS:
-            strong.append(
-                Cell(
-                    "ring",
-                    method,
-                    options,
-                    grid,
-                    ring_levels,
-                    paths,
-                    seed=2,
-                    sigma_min=0.05,
-                    problem_options=ring,
-                    reference=("seeds-3", (("prediction", "edm"),), 16 * ring_levels[-1]),
-                    check_reference=("seeds-3", (("prediction", "noise"),), 32 * ring_levels[-1]),
-                    fit_levels=fit,
-                    path_family=tuple(SDE_METHODS),
-                )
-            )
+    ring = replace(
+        gaussian,
+        problem="ring",
+        levels=ring_levels,
+        seed=2,
+        sigma_min=0.05,
+        problem_options=(("std", 0.6),),
+        reference=("seeds-3", (("prediction", "edm"),), 16 * ring_levels[-1]),
+        check_reference=("seeds-3", (("prediction", "noise"),), 32 * ring_levels[-1]),
+        path_family=tuple(SDE_METHODS),
+    )
+    # the EDM rho = 7 grids are nested too: the 2N-step grid contains the N-step grid's points
+    strong = [
+        replace(base, method=method, options=options, grid=grid)
+        for base in (gaussian, ring)
+        for grid in ("lambda", "edm")
+        for method, options in SDE_METHODS
+    ]
     budgets = (6, 12) if quick else (12, 24, 48, 96, 192)
     samples = 200 if quick else 1000
     quality = [
