@@ -132,11 +132,11 @@ def _partition(shared: Cell) -> np.ndarray:
     for spec in (shared.reference, shared.check_reference):
         if spec is not None and spec[0] != "exact":
             solves.append(spec)
-    return np.unique(np.concatenate([_query_times(shared, *solve) for solve in solves]))
-
-
-def _query_times(cell: Cell, method, options, steps):
-    return query_times(method, _grid(cell, steps), **dict(options))
+    return np.unique(
+        np.concatenate(
+            [query_times(method, _grid(shared, steps), **dict(options)) for method, options, steps in solves]
+        )
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -83,3 +83,11 @@ class CellStore:
 
     def save(self, key: str, result: dict) -> None:
         atomic_write_json(self.path(key), {**result, "provenance": provenance()})
+
+    def load_or_run(self, cell, run) -> dict:
+        """The stored result of `cell`, or run(cell), saved before it is returned."""
+        result = self.load(cell.key())
+        if result is None:
+            result = run(cell)
+            self.save(cell.key(), result)
+        return result

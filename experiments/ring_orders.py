@@ -108,14 +108,10 @@ def weak_table(results: list[dict]) -> str:
 
 def run_weak(results: Path) -> list[dict]:
     store = CellStore(results / "cells")
-    finished = []
-    for method, options in tqdm(SDE + ODE, desc="weak ring cells", unit="cell"):
-        cell = weak_cell(method, options)
-        result = store.load(cell.key())
-        if result is None:
-            result = run_cell(cell)
-            store.save(cell.key(), result)
-        finished.append(result)
+    finished = [
+        store.load_or_run(weak_cell(*case), run_cell)
+        for case in tqdm(SDE + ODE, desc="weak ring cells", unit="cell")
+    ]
     atomic_write_json(results / "weak_ring.json", {"provenance": provenance(), "cells": finished})
     atomic_write_text(results / "weak_ring.md", weak_table(finished))
     return finished

@@ -98,19 +98,11 @@ def run(results: Path, figures: Path, quick: bool = False) -> int:
     finished = []
     with tqdm(total=len(strong_cells) + len(quality_cells), desc="cells", unit="cell") as bar:
         for cell in strong_cells:
-            result = store.load(cell.key())
-            if result is None:
-                result = run_cell(cell)
-                store.save(cell.key(), result)
-            finished.append(result)
+            finished.append(store.load_or_run(cell, run_cell))
             bar.update()
         quality_results = []
         for cell in quality_cells:
-            result = store.load(cell.key())
-            if result is None:
-                result = run_quality_cell(cell)
-                store.save(cell.key(), result)
-            quality_results.append(result)
+            quality_results.append(store.load_or_run(cell, run_quality_cell))
             bar.update()
     floor = exact_sample_floor("digits", quality_cells[0].samples, quality_cells[0].sigma_min)
     write_results(results, finished, quality_results, floor)

@@ -71,7 +71,7 @@ import torch
 
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
 from seeds.solvers.brownian_laws import bridge_moment_law, legendre_moment_variances
-from seeds.solvers.noise import B, EDMFunctional, M, P
+from seeds.solvers.noise import B, resolve_functional
 
 _MASK32 = 0xFFFFFFFF
 _MOMENTS = LEGENDRE_DEGREE + 1
@@ -334,13 +334,7 @@ class BrownianPath:
 
     def _resolve(self, functional):
         """The functional's row in the stacked values, registering it on first use."""
-        if isinstance(functional, str):
-            named = {"B": B, "M": M, "P": P, "Q": EDMFunctional(self.sigma_data)}
-            if functional not in named:
-                raise ValueError(f"unknown functional {functional!r}: the named ones are {sorted(named)}")
-            functional = named[functional]
-        if not callable(getattr(functional, "kernel", None)):
-            raise ValueError(f"{functional!r} has no kernel(u): not a Brownian functional")
+        functional = resolve_functional(functional, self.sigma_data)
         if functional not in self._functionals:
             leaves = np.arange(1 << self._leaf_depth)
             weights = self._checked_weights(

@@ -65,6 +65,19 @@ M = ExponentialFunctional("M", math.sqrt(2.0), -1.0)
 P = ExponentialFunctional("P", math.sqrt(2.0), 1.0)
 
 
+def resolve_functional(functional, sigma_data: float = 0.5):
+    """A functional object from itself or one of the names "B", "M", "P", "Q" (Q with `sigma_data`),
+    refusing anything without a kernel(u)."""
+    if isinstance(functional, str):
+        named = {"B": B, "M": M, "P": P, "Q": EDMFunctional(sigma_data)}
+        if functional not in named:
+            raise ValueError(f"unknown functional {functional!r}: the named ones are {sorted(named)}")
+        return named[functional]
+    if not callable(getattr(functional, "kernel", None)):
+        raise ValueError(f"{functional!r} has no kernel(u): not a Brownian functional")
+    return functional
+
+
 def functional_for(prediction: str, eta: float, sigma_data: float = 0.5):
     """The noise process of a parameterisation's exact solution (analysis.exact: noise_kernel)."""
     if prediction == "noise":

@@ -30,7 +30,7 @@ import torch
 
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
 from seeds.solvers.brownian_path import _TAIL_TOLERANCE, _chain, _words64, interval_moment_weights
-from seeds.solvers.noise import B, EDMFunctional, M, P
+from seeds.solvers.noise import resolve_functional
 
 _MOMENTS = LEGENDRE_DEGREE + 1
 # Normals drawn at once: 32 MiB of float64.
@@ -75,7 +75,7 @@ class PartitionPath:
 
     def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
         """K(lam_b) - K(lam_a) for K = int k dB, as a tensor like x."""
-        values = self._values_of(self._functional(functional))
+        values = self._values_of(resolve_functional(functional, self.sigma_data))
         start, end = self._index(lam_a), self._index(lam_b)
         if start > end:
             raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must have lam_a <= lam_b")
@@ -97,16 +97,6 @@ class PartitionPath:
                 "path with every time the run asks for (see query_times)"
             )
         return index
-
-    def _functional(self, functional):
-        if isinstance(functional, str):
-            named = {"B": B, "M": M, "P": P, "Q": EDMFunctional(self.sigma_data)}
-            if functional not in named:
-                raise ValueError(f"unknown functional {functional!r}: the named ones are {sorted(named)}")
-            return named[functional]
-        if not callable(getattr(functional, "kernel", None)):
-            raise ValueError(f"{functional!r} has no kernel(u): not a Brownian functional")
-        return functional
 
     def _values_of(self, functional) -> torch.Tensor:
         """K at every partition time minus K at the first, (time, element), computed once."""
