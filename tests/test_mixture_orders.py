@@ -2,7 +2,7 @@
 predictions; the cells and the reasons for their levels are in seeds.experiments.ring_orders.
 
 A test passes when the predicted order lies in the 95% bootstrap interval widened by the +-0.25 band. The
-SDE methods' weak cells need 32768 paths (about 8 minutes on 2 cores) and run under `make test-slow`; a
+SDE methods' weak cells need 32768 paths (about 11 minutes on 2 cores) and run under `make test-slow`; a
 method whose coupled differences are not all resolved is skipped with its numbers (its weak error is below
 what that many paths can see: reported in the README from `make weak-ring`).
 """
