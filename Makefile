@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 
-.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring digits-mixture clean
+.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring model digits-mixture clean
 
 setup: $(SETUP)
 
@@ -33,6 +33,10 @@ convergence-plots: $(SETUP)
 
 weak-ring: $(SETUP)
 	$(PY) -m seeds.experiments.ring_orders
+
+model: $(SETUP)
+	$(PY) -m pip install -q -e ".[fit]"
+	$(PY) -m seeds.experiments.training --dataset digits
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"
