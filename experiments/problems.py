@@ -127,8 +127,43 @@ def digits() -> GaussianMixture:
     return digits_mixture()
 
 
+class LearnedModel:
+    """A trained model as a problem for the convergence experiments: D(x, sigma) in `dtype` (float64 by
+    default, so that rounding does not floor strong errors), no exact solution, and the sampler's prior
+    sigma N(0, I) at the largest noise level (the data's spread is negligible against sigma_max)."""
+
+    def __init__(self, checkpoint: str, digest: str | None = None, dtype: str = "float64", device="cpu"):
+        from seeds.experiments.learned import checkpoint_digest, resolve
+        from seeds.experiments.loaders import image_shape, load_model, network_module
+        from seeds.solvers.models import as_adapter
+
+        if digest is not None and digest != checkpoint_digest(checkpoint):
+            raise ValueError(f"{checkpoint} has changed since its results were keyed (digest {digest})")
+        loaded = load_model(resolve(checkpoint), device=device)
+        network_module(loaded).to(getattr(torch, dtype))
+        self.adapter = as_adapter(loaded)
+        self.image_shape = image_shape(loaded)
+        self.name = f"learned:{checkpoint}"
+
+    def __call__(self, x, sigma, **extra_args):
+        from seeds.solvers.models import convert, per_sample
+
+        sigma = _levels(sigma, x).reshape(-1).to(x.dtype)
+        kind, value = self.adapter(x, sigma, **extra_args)
+        return convert(kind, value, x, per_sample(sigma, x), "data")
+
+    def sample_marginal(self, count: int, sigma: float, generator: torch.Generator | None = None):
+        generator = generator or torch.Generator().manual_seed(0)
+        return sigma * torch.randn((count, *self.image_shape), generator=generator, dtype=torch.float64)
+
+
+def learned_model(checkpoint: str, digest: str | None = None, dtype: str = "float64", device="cpu"):
+    return LearnedModel(checkpoint, digest, dtype, device)
+
+
 PROBLEMS = {
     "gaussian": gaussian,
     "ring": ring_mixture,
     "digits": digits,
+    "learned": learned_model,
 }

@@ -2,7 +2,7 @@
 
     python -m seeds.experiments.training [--dataset digits|mnist|fashion-mnist] [--steps N] [--out DIR]
 
-Seeded and deterministic on a given machine (one torch thread by default, so the reduction order is fixed):
+Seeded and deterministic for a given machine and thread count (recorded in the card):
 batches, sigmas and noise all come from one torch.Generator. Writes DIR/model.safetensors (the EMA weights),
 DIR/card.json (dataset, sizes, steps, final loss, git commit, versions) and DIR/loss.csv (the loss log).
 A checkpoint loads with `load_checkpoint(DIR)` as a k-diffusion-style denoiser D(x, sigma).
@@ -15,7 +15,6 @@ import csv
 import gzip
 import io
 import json
-import math
 import pickle
 import sys
 import time
@@ -74,14 +73,15 @@ def _fashion_mnist() -> torch.Tensor:
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = "digits"
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 128
     learning_rate: float = 2e-3
     warmup_steps: int = 200
+    cooldown_fraction: float = 0.3  # the rate ramps linearly to zero over this final share of the steps
     ema_half_life_images: float = 20_000.0
     sigma_data: float = 0.5
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
 
 
 def train(config: TrainConfig, unet: UNetConfig, out: Path, images: torch.Tensor | None = None) -> dict:
@@ -98,7 +98,11 @@ def train(config: TrainConfig, unet: UNetConfig, out: Path, images: torch.Tensor
     log = []
     started = time.time()
     for step in tqdm(range(config.steps), desc=f"training on {config.dataset}", unit="step"):
-        rate = config.learning_rate * min(1.0, (step + 1) / config.warmup_steps)
+        rate = config.learning_rate * min(
+            1.0,
+            (step + 1) / config.warmup_steps,
+            (config.steps - step) / (config.cooldown_fraction * config.steps),
+        )
         for group in optimiser.param_groups:
             group["lr"] = rate
         batch = images[torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)]
@@ -151,7 +155,9 @@ def load_checkpoint(folder: Path | str = DEFAULT_MODEL, device="cpu") -> EDMDeno
     card_path, weights_path = folder / "card.json", folder / "model.safetensors"
     for path in (card_path, weights_path):
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: a seeds checkpoint folder holds card.json and model.safetensors")
+            raise FileNotFoundError(
+                f"{path} is missing: a seeds checkpoint folder holds card.json and model.safetensors"
+            )
     card = json.loads(card_path.read_text())
     if card.get("format") != "seeds-edm-unet/1":
         raise ValueError(f"{card_path} has format {card.get('format')!r}, expected 'seeds-edm-unet/1'")
@@ -165,18 +171,24 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion-mnist"])
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     size = 8 if args.dataset == "digits" else 28
     multipliers = (1, 2) if size == 8 else (1, 2, 2)
     unet = UNetConfig(image_size=size, base_channels=args.base_channels, channel_multipliers=multipliers)
     config = TrainConfig(
-        dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        threads=args.threads,
     )
-    out = args.out or (DEFAULT_MODEL if args.dataset == "digits" else ROOT / "results" / f"{args.dataset}_unet")
+    out = args.out or (
+        DEFAULT_MODEL if args.dataset == "digits" else ROOT / "results" / f"{args.dataset}_unet"
+    )
     card = train(config, unet, out)
     print(json.dumps({k: card[k] for k in ("dataset", "parameters", "final_loss_mean_last_100_steps")}))
     return 0

@@ -95,7 +95,9 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for _ in range(c.blocks_per_level + 1):
-                self.up.append(ResidualBlock(current + skips.pop(), width, c.embedding_dim, c.groups, c.dropout))
+                self.up.append(
+                    ResidualBlock(current + skips.pop(), width, c.embedding_dim, c.groups, c.dropout)
+                )
                 current = width
             if level > 0:
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))

@@ -1,0 +1,115 @@
+"""Figures of the learned-model experiment (experiments/learned.py), drawn from its result files: quality
+against NFE per solver, strong error against step count, and sample grids."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from seeds.experiments.results import atomic_write_text
+from seeds.figures.convergence import COLOURS, _save, plt
+
+
+def _style(index: int, label: str):
+    """SEEDS variants solid, earlier methods dashed, one colour each."""
+    return {"color": COLOURS[index % len(COLOURS)], "ls": "-" if label.startswith("seeds") else "--"}
+
+
+def quality_figure(payload: dict, folder: Path) -> None:
+    curves: dict[str, list] = {}
+    for result in payload["quality"]:
+        curves.setdefault(result["label"], []).append(result)
+    figure, axis = plt.subplots(figsize=(8.5, 5.5))
+    for index, (label, results) in enumerate(curves.items()):
+        results.sort(key=lambda r: r["nfe"])
+        nfe = [r["nfe"] for r in results]
+        values = [r["frechet"] for r in results]
+        low = [r["frechet_ci"][0] for r in results]
+        high = [r["frechet_ci"][1] for r in results]
+        style = _style(index, label)
+        axis.plot(nfe, values, marker="o", ms=3.5, label=label, **style)
+        axis.fill_between(nfe, low, high, color=style["color"], alpha=0.12)
+    plateau, floor = payload["plateau"], payload["data_floor"]
+    axis.axhline(
+        plateau["threshold"], color="k", lw=0.8, ls=":", label="plateau (5% above the best at max NFE)"
+    )
+    if floor is not None:
+        axis.axhspan(
+            floor["min"],
+            floor["max"],
+            color="grey",
+            alpha=0.25,
+            label=f"data floor ({floor['samples']} images)",
+        )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("NFE (model evaluations)")
+    axis.set_ylabel("Frechet distance")
+    samples = payload["quality"][0]["samples"]
+    axis.set_title(
+        f"Learned digits model: {payload['metric']}, {samples} samples per point (95% bootstrap CI)"
+    )
+    axis.legend(fontsize=7, ncol=2)
+    _save(figure, folder, "quality_learned")
+
+
+def strong_figure(payload: dict, folder: Path) -> None:
+    figure, axis = plt.subplots(figsize=(8.5, 5.5))
+    for index, cell in enumerate(payload["strong"]):
+        slope, low, high = cell["strong_slope"]
+        style = _style(index, cell["label"])
+        axis.plot(
+            cell["steps"],
+            cell["strong_rms"],
+            marker="o",
+            ms=3.5,
+            label=f"{cell['label']}: slope {slope:.2f} [{low:.2f}, {high:.2f}]",
+            **style,
+        )
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("steps (EDM grid, sigma 80 -> 0.002)")
+    axis.set_ylabel("RMS error vs the same method at 4x the finest level")
+    paths = payload["strong"][0]["cell"]["paths"]
+    axis.set_title(f"Strong error on the learned digits model ({paths} Brownian paths; slope = order in h)")
+    axis.legend(fontsize=7)
+    _save(figure, folder, "strong_learned")
+
+
+def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
+    chosen = [c for c in cells if c["cell"]["nfe"] == nfe]
+    if not chosen:
+        return
+    columns = 5
+    rows = math.ceil(len(chosen) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, cell in zip(axes.flat, chosen):
+        images = np.asarray(cell["images"]).reshape(-1, 8, 8)
+        side = int(math.sqrt(images.shape[0]))
+        tiles = (
+            images[: side * side].reshape(side, side, 8, 8).transpose(0, 2, 1, 3).reshape(side * 8, side * 8)
+        )
+        axis.imshow(tiles, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        axis.set_title(f"{cell['label']}\nNFE {cell['nfe']}", fontsize=7)
+    figure.suptitle(f"Samples at NFE {nfe}, the same initial noise for every method", fontsize=9)
+    _save(figure, folder, f"samples_learned_nfe{nfe}")
+
+
+def make_figures(results: Path, folder: Path) -> None:
+    payload = json.loads((results / "learned.json").read_text())
+    quality_figure(payload, folder)
+    strong_figure(payload, folder)
+    cells = []
+    for result in payload["quality"]:
+        stored = json.loads((results / "cells" / f"{result['key']}.json").read_text())
+        cells.append(stored)
+    grid = sorted({c["cell"]["nfe"] for c in cells})
+    small = 12 if 12 in grid else grid[0]  # where the methods still differ visibly
+    for nfe in (small, grid[-1]):
+        sample_grid_figure(cells, nfe, folder)
+    atomic_write_text(folder / "learned_table.md", (results / "learned.md").read_text())
