@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from seeds.experiments.results import atomic_write_text
-from seeds.figures.convergence import COLOURS, _save, plt
+from seeds.figures.convergence import _save, plt
+
+QUALITY_CEILING = 300.0
 
 
 def _style(index: int, label: str):
     """SEEDS variants solid, earlier methods dashed, one colour each."""
-    return {"color": COLOURS[index % len(COLOURS)], "ls": "-" if label.startswith("seeds") else "--"}
+    return {"color": plt.get_cmap("tab20")(index % 20), "ls": "-" if label.startswith("seeds") else "--"}
 
 
-def quality_figure(payload: dict, folder: Path) -> None:
+def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
     curves: dict[str, list] = {}
     for result in payload["quality"]:
         curves.setdefault(result["label"], []).append(result)
@@ -34,7 +36,18 @@ def quality_figure(payload: dict, folder: Path) -> None:
         axis.fill_between(nfe, low, high, color=style["color"], alpha=0.12)
     plateau, floor = payload["plateau"], payload["data_floor"]
     axis.axhline(
-        plateau["threshold"], color="k", lw=0.8, ls=":", label="plateau (5% above the best at max NFE)"
+        plateau["all_methods"]["threshold"],
+        color="k",
+        lw=0.8,
+        ls=":",
+        label="plateau: 5% above the best at max NFE",
+    )
+    axis.axhline(
+        plateau["path_driven_sde"]["threshold"],
+        color="k",
+        lw=0.8,
+        ls="-.",
+        label="plateau of the path-driven SDE methods",
     )
     if floor is not None:
         axis.axhspan(
@@ -46,14 +59,16 @@ def quality_figure(payload: dict, folder: Path) -> None:
         )
     axis.set_xscale("log")
     axis.set_yscale("log")
+    # divergent low-NFE points (up to 1e9) would flatten the converged region; the table has their values
+    axis.set_ylim(top=QUALITY_CEILING)
     axis.set_xlabel("NFE (model evaluations)")
-    axis.set_ylabel("Frechet distance")
+    axis.set_ylabel(f"Frechet distance (points above {QUALITY_CEILING:g} are off the chart)")
     samples = payload["quality"][0]["samples"]
     axis.set_title(
         f"Learned digits model: {payload['metric']}, {samples} samples per point (95% bootstrap CI)"
     )
     axis.legend(fontsize=7, ncol=2)
-    _save(figure, folder, "quality_learned")
+    _save(figure, folder, f"quality_learned{suffix}")
 
 
 def strong_figure(payload: dict, folder: Path) -> None:
@@ -79,6 +94,17 @@ def strong_figure(payload: dict, folder: Path) -> None:
     _save(figure, folder, "strong_learned")
 
 
+def _tile(flat_images: np.ndarray, size: int = 8, gap: int = 1) -> np.ndarray:
+    """A square grid of (size x size) images separated by background (-1) lines."""
+    side = int(math.sqrt(flat_images.shape[0]))
+    cell = size + gap
+    canvas = np.full((side * cell - gap, side * cell - gap), -1.0)
+    for index, image in enumerate(flat_images[: side * side].reshape(-1, size, size)):
+        row, column = divmod(index, side)
+        canvas[row * cell : row * cell + size, column * cell : column * cell + size] = image
+    return canvas
+
+
 def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
     chosen = [c for c in cells if c["cell"]["nfe"] == nfe]
     if not chosen:
@@ -89,27 +115,27 @@ def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
     for axis in axes.flat:
         axis.axis("off")
     for axis, cell in zip(axes.flat, chosen):
-        images = np.asarray(cell["images"]).reshape(-1, 8, 8)
-        side = int(math.sqrt(images.shape[0]))
-        tiles = (
-            images[: side * side].reshape(side, side, 8, 8).transpose(0, 2, 1, 3).reshape(side * 8, side * 8)
+        axis.imshow(
+            _tile(np.asarray(cell["images"])), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest"
         )
-        axis.imshow(tiles, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
         axis.set_title(f"{cell['label']}\nNFE {cell['nfe']}", fontsize=7)
-    figure.suptitle(f"Samples at NFE {nfe}, the same initial noise for every method", fontsize=9)
+    figure.suptitle(
+        f"Samples at NFE {nfe}: the same initial noise and Brownian path for every method", fontsize=9
+    )
     _save(figure, folder, f"samples_learned_nfe{nfe}")
 
 
-def make_figures(results: Path, folder: Path) -> None:
-    payload = json.loads((results / "learned.json").read_text())
-    quality_figure(payload, folder)
-    strong_figure(payload, folder)
-    cells = []
-    for result in payload["quality"]:
-        stored = json.loads((results / "cells" / f"{result['key']}.json").read_text())
-        cells.append(stored)
+def make_figures(results: Path, folder: Path, suffix: str = "") -> None:
+    """Figures of results/learned{suffix}.json: the default scale (no suffix) or the long one ("_long")."""
+    payload = json.loads((results / f"learned{suffix}.json").read_text())
+    quality_figure(payload, folder, suffix)
+    cells = [json.loads((results / "cells" / f"{r['key']}.json").read_text()) for r in payload["quality"]]
     grid = sorted({c["cell"]["nfe"] for c in cells})
     small = 12 if 12 in grid else grid[0]  # where the methods still differ visibly
-    for nfe in (small, grid[-1]):
-        sample_grid_figure(cells, nfe, folder)
-    atomic_write_text(folder / "learned_table.md", (results / "learned.md").read_text())
+    if suffix:
+        sample_grid_figure(cells, grid[-1], folder)
+    else:
+        strong_figure(payload, folder)
+        for nfe in (small, grid[-1]):
+            sample_grid_figure(cells, nfe, folder)
+    atomic_write_text(folder / f"learned_table{suffix}.md", (results / f"learned{suffix}.md").read_text())

@@ -40,6 +40,7 @@ def test_plateau_is_the_first_nfe_from_which_a_method_stays_within_tolerance():
         _result("ddpm", 48, 48, 1.5),
     ]
     table = plateau_table(quality, tolerance=0.05)
+    assert plateau_table(quality, among={"ddpm"})["nfe_to_plateau"] == {"ddpm": 48}
     assert table["best_at_largest_nfe"] == 1.0 and table["threshold"] == pytest.approx(1.05)
     assert table["nfe_to_plateau"] == {"seeds-3/data": 24, "euler-maruyama": 48, "ddpm": None}
     assert table["best_seeds_nfe"] == 24
@@ -94,7 +95,8 @@ def test_quick_learned_run_writes_results_and_figures(tmp_path):
     pytest.importorskip("sklearn")
     code = learned.main(
         [
-            "--quick",
+            "--scale",
+            "quick",
             "--samples",
             "64",
             "--results",
