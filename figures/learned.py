@@ -35,20 +35,11 @@ def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
         axis.plot(nfe, values, marker="o", ms=3.5, label=label, **style)
         axis.fill_between(nfe, low, high, color=style["color"], alpha=0.12)
     plateau, floor = payload["plateau"], payload["data_floor"]
-    axis.axhline(
-        plateau["all_methods"]["threshold"],
-        color="k",
-        lw=0.8,
-        ls=":",
-        label="plateau: 5% above the best at max NFE",
-    )
-    axis.axhline(
-        plateau["path_driven_sde"]["threshold"],
-        color="k",
-        lw=0.8,
-        ls="-.",
-        label="plateau of the path-driven SDE methods",
-    )
+    for name, line, label in (
+        ("all_methods", ":", "plateau: 5% above the best at max NFE"),
+        ("path_driven_sde", "-.", "plateau of the path-driven SDE methods"),
+    ):
+        axis.axhline(plateau[name]["threshold"], color="k", lw=0.8, ls=line, label=label)
     if floor is not None:
         axis.axhspan(
             floor["min"],
