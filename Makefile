@@ -4,8 +4,9 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
+PEERS := "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" "trampoline==0.1.2"
 
-.PHONY: setup test test-slow coefficients lint convergence-plots weak-ring model model-mnist figures digits-mixture clean
+.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring model model-mnist figures digits-mixture clean
 
 setup: $(SETUP)
 
@@ -13,7 +14,13 @@ $(SETUP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps $(PEERS)
 	touch $(SETUP)
+
+# peer samplers for agreement tests and benchmarks, without their dependencies (k-diffusion's would replace
+# the local CPU torch); seeds.experiments.peers imports k_diffusion.sampling without the package __init__
+peers: $(SETUP)
+	$(PY) -m pip install --no-deps $(PEERS)
 
 test: $(SETUP)
 	$(PY) -m pytest -n 2 -q
