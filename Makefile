@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 PEERS := "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" "trampoline==0.1.2"
 
-.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring model model-mnist figures digits-mixture clean
+.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring model model-mnist figures bench digits-mixture clean
 
 setup: $(SETUP)
 
@@ -56,6 +56,10 @@ model-mnist: $(SETUP)
 figures: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
 	$(PY) -m seeds.experiments.learned
+
+# speed measured in one run (results/bench.{json,md}); run it on an otherwise idle machine
+bench: $(SETUP)
+	$(PY) -m seeds.experiments.bench
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"
