@@ -4,7 +4,7 @@ a runtime dependency).
 k-diffusion's package `__init__` imports every submodule (torchvision, clip, wandb, ...), none of which its
 samplers need. `k_diffusion_sampling()` registers a bare `k_diffusion` package whose path is the installed
 folder, so `k_diffusion.sampling` imports without running that `__init__`; the one torchvision name its
-`utils` imports (image helpers only) is stubbed when torchvision is absent. Install the peers without
+`utils` imports (image helpers only) is stubbed during that import when torchvision is absent. Install the peers without
 dependencies (torch must stay the local CPU build): `make peers`.
 """
 
@@ -29,21 +29,26 @@ def k_diffusion_sampling():
     package = types.ModuleType("k_diffusion")
     package.__path__ = list(spec.submodule_search_locations)
     sys.modules["k_diffusion"] = package
-    if importlib.util.find_spec("torchvision") is None:
-        _stub_torchvision()
-    return importlib.import_module("k_diffusion.sampling")
+    if importlib.util.find_spec("torchvision") is not None:
+        return importlib.import_module("k_diffusion.sampling")
+    stubs = _torchvision_stubs()
+    sys.modules.update(stubs)
+    try:
+        return importlib.import_module("k_diffusion.sampling")
+    finally:
+        # k_diffusion.utils keeps its reference; other libraries (diffusers) probe for a real torchvision
+        for name in stubs:
+            sys.modules.pop(name, None)
 
 
-def _stub_torchvision() -> None:
+def _torchvision_stubs() -> dict:
     functional = types.ModuleType("torchvision.transforms.functional")
     transforms = types.ModuleType("torchvision.transforms")
     transforms.functional = functional
     torchvision = types.ModuleType("torchvision")
     torchvision.transforms = transforms
-    sys.modules.update(
-        {
-            "torchvision": torchvision,
-            "torchvision.transforms": transforms,
-            "torchvision.transforms.functional": functional,
-        }
-    )
+    return {
+        "torchvision": torchvision,
+        "torchvision.transforms": transforms,
+        "torchvision.transforms.functional": functional,
+    }
