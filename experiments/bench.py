@@ -9,6 +9,9 @@ Implemented so far:
 2. Brownian noise per query for a 20-step sampling pattern (consecutive sigma pairs of an EDM grid) at
    (256, 64): BrownianPath as a noise sampler, k-diffusion's BrownianTreeNoiseSampler (torchsde's
    BrownianInterval), and torch.randn_like of the same size. Memory is not measured yet.
+3. Scaling: one convergence cell (SEEDS-3/data on Gaussian data, levels 4-32, exact reference) against the
+   number of paths and the dimension, and the exact-linear errors (quadrature, no sampling) against the
+   number of steps.
 Every number is min / median / max over repeats; ratios are of medians measured in the same run.
 """
 
@@ -146,6 +149,26 @@ def brownian_queries(repeats: int) -> dict:
     return {"shape": list(x.shape), "queries_per_run": len(pairs), "cases": out}
 
 
+def scaling(repeats: int) -> dict:
+    from dataclasses import replace
+
+    from seeds.experiments.convergence import Cell, run_cell
+    from seeds.experiments.exact_linear import edm_sigmas, linear_errors
+
+    base = Cell("gaussian", "seeds-3", (("prediction", "data"),), "lambda", (4, 8, 16, 32), paths=256,
+                problem_options=(("dim", 1), ("std", 0.3)), fit_levels=3)  # fmt: skip
+    rows = []
+    for paths, dim in [(64, 1), (256, 1), (1024, 1), (256, 16), (256, 64)]:
+        cell = replace(base, paths=paths, problem_options=(("dim", dim), ("std", 0.3)))
+        seconds = spread(timed(lambda cell=cell: run_cell(cell), max(1, repeats // 2)))
+        rows.append({"kind": "convergence cell", "paths": paths, "dim": dim, "seconds": seconds})
+    for steps in (64, 256, 1024):
+        sigmas = edm_sigmas("lambda", steps, 0.002, 80.0)
+        seconds = spread(timed(lambda sigmas=sigmas: linear_errors("seeds-3", sigmas), max(1, repeats // 2)))
+        rows.append({"kind": "exact-linear errors", "steps": steps, "seconds": seconds})
+    return {"rows": rows}
+
+
 def markdown(payload: dict) -> str:
     overhead = payload["solver_overhead"]
     evaluation = overhead["model_evaluation_seconds"]
@@ -182,6 +205,17 @@ def markdown(payload: dict) -> str:
             f"| {name} | {1e3 * s['min']:.3f} / {1e3 * s['median']:.3f} / {1e3 * s['max']:.3f} | "
             f"{row['ratio_to_randn_like']:.1f} |"
         )
+    lines += [
+        "",
+        "## Scaling (SEEDS-3/data; seconds, min / median / max)",
+        "",
+        "| what | size | seconds |",
+        "|---|---|---|",
+    ]
+    for row in payload["scaling"]["rows"]:
+        size = f"{row['paths']} paths, dim {row['dim']}" if "paths" in row else f"{row['steps']} steps"
+        t = row["seconds"]
+        lines.append(f"| {row['kind']} | {size} | {t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +236,7 @@ def main(argv=None) -> int:
         "device": "cpu",
         "solver_overhead": solver_overhead(load_checkpoint(), args.repeats),
         "brownian": brownian_queries(args.repeats),
+        "scaling": scaling(args.repeats),
     }
     atomic_write_json(args.results / "bench.json", payload)
     atomic_write_text(args.results / "bench.md", markdown(payload))
