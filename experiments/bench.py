@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
+from seeds.experiments.exact_linear import edm_sigmas
 from seeds.experiments.learned import EDM_CHURN, PATH_BASELINES, SEEDS_METHODS
 from seeds.experiments.results import ROOT, atomic_write_json, atomic_write_text, provenance
-from seeds.solvers import EDM, GRIDS, make_method, sample
+from seeds.solvers import make_method, sample
 from seeds.solvers.brownian_path import BrownianPath
 from seeds.solvers.noise import IndependentPieces
 
@@ -58,11 +59,6 @@ def timed(action, repeats: int) -> list[float]:
     return times
 
 
-def _grid(steps: int) -> torch.Tensor:
-    schedule = EDM(t_min=0.002, t_max=80.0)
-    return schedule.vs(GRIDS["edm"](schedule, steps))
-
-
 class StoredOutput(torch.nn.Module):
     """A denoiser that returns one stored output: sampling with it times everything but the network."""
 
@@ -84,7 +80,7 @@ def solver_overhead(denoiser, repeats: int) -> dict:
     cases = [(m, o, "torch generator") for m, o in OVERHEAD_METHODS] + [
         ("seeds-3", (("prediction", "data"),), "BrownianPath")
     ]
-    sigmas = _grid(STEPS)
+    sigmas = edm_sigmas("edm", STEPS, 0.002, 80.0)
     for method, options, noise in cases:
 
         def run(method=method, options=options, noise=noise):
@@ -112,7 +108,8 @@ def solver_overhead(denoiser, repeats: int) -> dict:
 
 def brownian_queries(repeats: int) -> dict:
     x = torch.zeros((BATCH, 64), dtype=torch.float64)
-    pairs = list(zip(_grid(STEPS)[:-1].tolist(), _grid(STEPS)[1:].tolist()))
+    levels = edm_sigmas("edm", STEPS, 0.002, 80.0).tolist()
+    pairs = list(zip(levels[:-1], levels[1:]))
 
     def ours():
         sampler = BrownianPath(x, 0.002, 80.0, seed=3)
@@ -153,7 +150,7 @@ def scaling(repeats: int) -> dict:
     from dataclasses import replace
 
     from seeds.experiments.convergence import Cell, run_cell
-    from seeds.experiments.exact_linear import edm_sigmas, linear_errors
+    from seeds.experiments.exact_linear import linear_errors
 
     base = Cell("gaussian", "seeds-3", (("prediction", "data"),), "lambda", (4, 8, 16, 32), paths=256,
                 problem_options=(("dim", 1), ("std", 0.3)), fit_levels=3)  # fmt: skip

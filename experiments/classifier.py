@@ -91,24 +91,10 @@ def train_classifier(
     return model, card
 
 
-def digits_with_labels():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return torch.from_numpy(digits.images / 8.0 - 1.0).float()[:, None], torch.from_numpy(
-        digits.target
-    ).long()
-
-
 def save_classifier(model: DigitClassifier, card: dict, folder: Path) -> None:
-    from safetensors.torch import save_file
+    from seeds.experiments.training import save_tensors
 
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / ".classifier.partial.safetensors"
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()}, str(partial), metadata={"format": FORMAT}
-    )
-    partial.replace(folder / "classifier.safetensors")
+    save_tensors(folder / "classifier.safetensors", model, FORMAT)
     atomic_write_json(folder / "classifier.json", card)
 
 
@@ -149,7 +135,7 @@ class ClassifierFeatures:
 
 
 def main(argv=None) -> int:
-    from seeds.experiments.training import DEFAULT_MODEL
+    from seeds.experiments.training import DEFAULT_MODEL, digits_with_labels
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)

@@ -12,7 +12,7 @@
    second time among the path-driven SDE methods only (all but EDM churn): they solve one SDE on one
    Brownian path, so they converge to the same samples and share one plateau. (This second rule was added
    after the first default run showed EDM churn alone reaching the first plateau within 72 NFE, and before
-   the long run, `--long`, that the README's ratio table comes from.)
+   the long run, `--scale long`, that the README's ratio table comes from.)
 
 Sampling and feature extraction shard chunks of seeds across torch.distributed ranks (experiments/sharding):
     torchrun --nproc_per_node 2 -m seeds.experiments.learned
@@ -325,7 +325,7 @@ def run(
 ) -> int:
     """Run (or resume) every cell of `scale`, write results/learned{suffix}.{json,md} and the figures; the
     long scale's files carry the suffix "_long". Cells are shared between scales through one store."""
-    from seeds.experiments.problems import learned_model
+    from seeds.experiments.problems import LearnedModel
 
     init_from_environment()
     from seeds.experiments.sharding import default_device
@@ -340,7 +340,7 @@ def run(
         # the strong cells are cheap and unsharded: rank 0 runs them, the others wait at the next gather
         if main:
             strong.append(store.load_or_run(cell, run_cell))
-    model = learned_model(checkpoint, dtype="float32", device=device)
+    model = LearnedModel(checkpoint, dtype="float32", device=device)
     features, reference, metric_text = _metric(metric, resolve(checkpoint), device, reference_npz)
     quality = []
     cells = quality_cells(checkpoint, metric, samples, scale, sigma_range)

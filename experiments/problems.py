@@ -157,13 +157,9 @@ class LearnedModel:
         return sigma * torch.randn((count, *self.image_shape), generator=generator, dtype=torch.float64)
 
 
-def learned_model(checkpoint: str, digest: str | None = None, dtype: str = "float64", device="cpu"):
-    return LearnedModel(checkpoint, digest, dtype, device)
-
-
 PROBLEMS = {
     "gaussian": gaussian,
     "ring": ring_mixture,
     "digits": digits,
-    "learned": learned_model,
+    "learned": LearnedModel,
 }

@@ -26,7 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from seeds.experiments.edm_model import EMA, EDMDenoiser, edm_loss
-from seeds.experiments.results import ROOT, atomic_write_json, atomic_write_text, provenance
+from seeds.experiments.results import (
+    ROOT,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    provenance,
+)
 from seeds.experiments.unet import UNet, UNetConfig
 
 DEFAULT_MODEL = ROOT / "experiments" / "data" / "digits_unet"
@@ -36,15 +42,22 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 def load_images(dataset: str) -> torch.Tensor:
     """Training images as float32 (count, 1, H, W) scaled to [-1, 1], from offline sources only."""
     if dataset == "digits":
-        from sklearn.datasets import load_digits
-
-        pixels = load_digits().images  # 0 .. 16
-        return torch.from_numpy(pixels / 8.0 - 1.0).float()[:, None]
+        return digits_with_labels()[0]
     if dataset == "mnist":
         return _mnist_from_wheel()
     if dataset == "fashion-mnist":
         return _fashion_mnist()
     raise ValueError(f"unknown dataset {dataset!r}; expected digits, mnist or fashion-mnist")
+
+
+def digits_with_labels() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits, pixels 0..16 scaled to [-1, 1], and their class labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return torch.from_numpy(digits.images / 8.0 - 1.0).float()[:, None], torch.from_numpy(
+        digits.target
+    ).long()
 
 
 def _mnist_from_wheel() -> torch.Tensor:
@@ -65,7 +78,7 @@ def _fashion_mnist() -> torch.Tensor:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: apt install dataset-fashion-mnist")
     with gzip.open(path, "rb") as handle:
-        raw = io.BytesIO(handle.read()).getvalue()
+        raw = handle.read()
     images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
     return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
 
@@ -136,14 +149,16 @@ def train(config: TrainConfig, unet: UNetConfig, out: Path, images: torch.Tensor
     return card
 
 
-def save_checkpoint(denoiser: EDMDenoiser, card: dict, out: Path) -> None:
-    from safetensors.torch import save_file
+def save_tensors(path: Path, module: torch.nn.Module, format_name: str) -> None:
+    """A module's state as safetensors, written atomically, with the format name in the file's metadata."""
+    from safetensors.torch import save
 
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / ".model.partial.safetensors"
-    tensors = {name: value.detach().contiguous() for name, value in denoiser.network.state_dict().items()}
-    save_file(tensors, str(partial), metadata={"format": card["format"]})
-    partial.replace(out / "model.safetensors")
+    tensors = {name: value.detach().contiguous() for name, value in module.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={"format": format_name}))
+
+
+def save_checkpoint(denoiser: EDMDenoiser, card: dict, out: Path) -> None:
+    save_tensors(out / "model.safetensors", denoiser.network, card["format"])
     atomic_write_json(out / "card.json", {**card, "sigma_data": denoiser.sigma_data})
 
 

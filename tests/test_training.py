@@ -139,7 +139,8 @@ def test_unknown_dataset_is_refused():
 
 
 def test_classifier_learns_digits_well_above_chance():
-    from seeds.experiments.classifier import ClassifierConfig, digits_with_labels, train_classifier
+    from seeds.experiments.classifier import ClassifierConfig, train_classifier
+    from seeds.experiments.training import digits_with_labels
 
     model, card = train_classifier(*digits_with_labels(), ClassifierConfig(epochs=2))
     # chance is 0.1; two epochs already separate most classes (a smoke check, not the shipped accuracy)
@@ -148,8 +149,8 @@ def test_classifier_learns_digits_well_above_chance():
 
 
 def test_shipped_classifier_reproduces_its_recorded_held_out_accuracy():
-    from seeds.experiments.classifier import ClassifierConfig, digits_with_labels, load_classifier
-    from seeds.experiments.training import DEFAULT_MODEL
+    from seeds.experiments.classifier import ClassifierConfig, load_classifier
+    from seeds.experiments.training import DEFAULT_MODEL, digits_with_labels
 
     card = json.loads((DEFAULT_MODEL / "classifier.json").read_text())
     config = ClassifierConfig(**card["train"])
