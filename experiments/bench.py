@@ -5,10 +5,12 @@ Implemented so far:
    default UNet (the committed digits model, batch 256, 8x8, float32 network, float64 solver state). The
    solver runs with a model that returns a stored output (its cost is the driver's checks and conversions,
    which count as overhead); noise from torch's generator (k-diffusion's convention) and, for SEEDS-3, from
-   BrownianPath too.
+   BrownianPath and AdaptiveBrownianPath too.
 2. Brownian noise per query for a 20-step sampling pattern (consecutive sigma pairs of an EDM grid) at
-   (256, 64): BrownianPath as a noise sampler, k-diffusion's BrownianTreeNoiseSampler (torchsde's
-   BrownianInterval), and torch.randn_like of the same size. Memory is not measured yet.
+   (256, 64): BrownianPath and AdaptiveBrownianPath as noise samplers, k-diffusion's BrownianTreeNoiseSampler
+   (torchsde's BrownianInterval), and torch.randn_like of the same size; and the peak memory of the same 20
+   queries at (256, 784), each source in a fresh process (increase of its peak resident set over the
+   process after imports and x), against the size of x.
 3. Scaling: one convergence cell (SEEDS-3/data on Gaussian data, levels 4-32, exact reference) against the
    number of paths and the dimension, and the exact-linear errors (quadrature, no sampling) against the
    number of steps.
@@ -18,6 +20,7 @@ Every number is min / median / max over repeats; ratios are of medians measured 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import sys
@@ -30,6 +33,7 @@ from seeds.experiments.exact_linear import edm_sigmas
 from seeds.experiments.learned import EDM_CHURN, PATH_BASELINES, SEEDS_METHODS
 from seeds.experiments.results import ROOT, atomic_write_json, atomic_write_text, provenance
 from seeds.solvers import make_method, sample
+from seeds.solvers.adaptive_path import AdaptiveBrownianPath
 from seeds.solvers.brownian_path import BrownianPath
 from seeds.solvers.noise import IndependentPieces
 
@@ -38,6 +42,12 @@ OVERHEAD_METHODS = (
 )
 BATCH, STEPS = 256, 20
 TARGET_SEEDS_3_OVERHEAD = 0.05
+TARGET_RATIO_TO_RANDN_LIKE = 2.0
+TARGET_SPEEDUP_OVER_TORCHSDE = 10.0
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+QUERY_SHAPES, MEMORY_SHAPE = [(BATCH, 64), (BATCH, 784)], (BATCH, 784)
+TORCHSDE = "k-diffusion BrownianTreeNoiseSampler (torchsde)"
+PATH_TYPES = {"BrownianPath": BrownianPath, "AdaptiveBrownianPath": AdaptiveBrownianPath}
 
 
 def spread(values: list[float]) -> dict:
@@ -78,14 +88,14 @@ def solver_overhead(denoiser, repeats: int) -> dict:
         stored = StoredOutput(denoiser(x, sigma))
     rows = {}
     cases = [(m, o, "torch generator") for m, o in OVERHEAD_METHODS] + [
-        ("seeds-3", (("prediction", "data"),), "BrownianPath")
+        ("seeds-3", (("prediction", "data"),), name) for name in PATH_TYPES
     ]
-    sigmas = edm_sigmas("edm", STEPS, 0.002, 80.0)
+    sigmas = edm_sigmas("edm", STEPS, SIGMA_MIN, SIGMA_MAX)
     for method, options, noise in cases:
 
         def run(method=method, options=options, noise=noise):
-            if noise == "BrownianPath":
-                source = BrownianPath(x.double(), 0.002, 80.0, seed=1)
+            if noise in PATH_TYPES:
+                source = PATH_TYPES[noise](x.double(), SIGMA_MIN, SIGMA_MAX, seed=1)
             else:
                 source = IndependentPieces(x.double(), generator=torch.Generator().manual_seed(1))
             sample(stored, x, sigmas, method=method, path=source, **dict(options))
@@ -106,44 +116,148 @@ def solver_overhead(denoiser, repeats: int) -> dict:
     return {"model_evaluation_seconds": evaluation, "batch": BATCH, "steps": STEPS, "methods": rows}
 
 
-def brownian_queries(repeats: int) -> dict:
-    x = torch.zeros((BATCH, 64), dtype=torch.float64)
-    levels = edm_sigmas("edm", STEPS, 0.002, 80.0).tolist()
-    pairs = list(zip(levels[:-1], levels[1:]))
+def query_pairs() -> list[tuple[float, float]]:
+    levels = edm_sigmas("edm", STEPS, SIGMA_MIN, SIGMA_MAX).tolist()
+    return list(zip(levels[:-1], levels[1:]))
 
-    def ours():
-        sampler = BrownianPath(x, 0.002, 80.0, seed=3)
-        for sigma, sigma_next in pairs:
-            sampler(torch.tensor(sigma), torch.tensor(sigma_next))
+
+def noise_samplers() -> dict:
+    """name -> make(x): a k-diffusion noise_sampler(sigma, sigma_next) for x (torchsde's only when installed)."""
+    makers = {
+        name: lambda x, kind=kind: kind(x, SIGMA_MIN, SIGMA_MAX, seed=3) for name, kind in PATH_TYPES.items()
+    }
+    try:
+        from seeds.experiments.peers import k_diffusion_sampling
+
+        tree = k_diffusion_sampling().BrownianTreeNoiseSampler
+        makers[TORCHSDE] = lambda x: tree(x, torch.tensor(SIGMA_MIN), torch.tensor(SIGMA_MAX), seed=3)
+    except ModuleNotFoundError as error:
+        print(f"skipping the torchsde comparison: {error}", file=sys.stderr)
+    return makers
+
+
+def run_queries(make, x, pairs) -> None:
+    sampler = make(x)
+    for sigma, sigma_next in pairs:
+        sampler(torch.tensor(sigma), torch.tensor(sigma_next))
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return 1024 * int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_memory(name: str, shape: tuple) -> int:
+    """Bytes by which the resident set peaks above its level before `name` answers the query pattern on a
+    zero x of `shape` (Linux: the peak is reset through /proc/self/clear_refs first). Outputs are dropped
+    as they come, as a sampler uses them."""
+    x = torch.zeros(shape, dtype=torch.float64)
+    pairs = query_pairs()
+    torch.randn_like(x[:1])  # the first torch call allocates its own buffers: not the source's
+    if name == "randn_like":
+
+        def action():
+            for _ in pairs:
+                torch.randn_like(x)
+    else:
+        make = noise_samplers()[name]
+
+        def action():
+            run_queries(make, x, pairs)
+
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before = _status_bytes("VmRSS")
+    action()
+    return _status_bytes("VmHWM") - before
+
+
+def in_fresh_process(function, *args):
+    """function(*args) in a new interpreter whose glibc serves every block over 128 KiB by mmap (a fixed
+    threshold: freed tensors leave the resident set, so its peak is the peak of live memory, not of heap
+    fragmentation)."""
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    context = multiprocessing.get_context("spawn")
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    try:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(function, *args).result()
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+
+
+def query_times(shape: tuple, repeats: int) -> dict:
+    """Seconds per query of every source on a zero x of `shape`, timed in turn within each repeat so that a
+    slow spell of the machine hits all of them; ratios of medians, and the targets."""
+    x = torch.zeros(shape, dtype=torch.float64)
+    pairs = query_pairs()
 
     def randn():
         for _ in pairs:
             torch.randn_like(x)
 
-    cases = {"BrownianPath": ours, "randn_like": randn}
-    try:
-        from seeds.experiments.peers import k_diffusion_sampling
-
-        tree = k_diffusion_sampling().BrownianTreeNoiseSampler
-
-        def torchsde_tree():
-            sampler = tree(x, torch.tensor(0.002), torch.tensor(80.0), seed=3)
-            for sigma, sigma_next in pairs:
-                sampler(torch.tensor(sigma), torch.tensor(sigma_next))
-
-        cases["k-diffusion BrownianTreeNoiseSampler (torchsde)"] = torchsde_tree
-    except ModuleNotFoundError as error:
-        print(f"skipping the torchsde comparison: {error}", file=sys.stderr)
+    cases = {name: (lambda make=make: run_queries(make, x, pairs)) for name, make in noise_samplers().items()}
+    cases["randn_like"] = randn
+    times = {name: [] for name in cases}
+    for action in cases.values():
+        action()  # warm-up
+    for _ in range(repeats):
+        for name, action in cases.items():
+            start = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - start)
     out = {}
-    for name, action in cases.items():
-        seconds = spread(timed(action, repeats))
+    for name, values in times.items():
+        seconds = spread(values)
         out[name] = {
             "seconds_per_query": {k: v / len(pairs) if k != "repeats" else v for k, v in seconds.items()}
         }
     base = out["randn_like"]["seconds_per_query"]["median"]
     for row in out.values():
         row["ratio_to_randn_like"] = row["seconds_per_query"]["median"] / base
-    return {"shape": list(x.shape), "queries_per_run": len(pairs), "cases": out}
+    targets = {}
+    if TORCHSDE in out:
+        tree = out[TORCHSDE]["seconds_per_query"]["median"]
+        for name in PATH_TYPES:
+            row = out[name]
+            row["speedup_over_torchsde"] = tree / row["seconds_per_query"]["median"]
+            targets[name] = {
+                f"ratio_to_randn_like <= {TARGET_RATIO_TO_RANDN_LIKE:g}": row["ratio_to_randn_like"]
+                <= TARGET_RATIO_TO_RANDN_LIKE,
+                f"speedup_over_torchsde >= {TARGET_SPEEDUP_OVER_TORCHSDE:g}": row["speedup_over_torchsde"]
+                >= TARGET_SPEEDUP_OVER_TORCHSDE,
+            }
+    return {"shape": list(shape), "repeats": repeats, "cases": out, "targets": targets}
+
+
+def brownian_queries(repeats: int) -> dict:
+    """Query times at each of QUERY_SHAPES (the larger with fewer repeats: BrownianPath takes ~1 s a query
+    there) and peak memory at MEMORY_SHAPE."""
+    timings = [
+        query_times(shape, repeats if shape == QUERY_SHAPES[0] else max(3, repeats // 3))
+        for shape in QUERY_SHAPES
+    ]
+    x_bytes = 8 * math.prod(MEMORY_SHAPE)
+    memory = {}
+    for name in timings[0]["cases"]:
+        peak = in_fresh_process(peak_memory, name, MEMORY_SHAPE)
+        memory[name] = {"peak_memory_bytes": peak, "peak_memory_in_x": peak / x_bytes}
+    return {
+        "queries_per_run": len(query_pairs()),
+        "timings": timings,
+        "memory_shape": list(MEMORY_SHAPE),
+        "memory": memory,
+    }
 
 
 def scaling(repeats: int) -> dict:
@@ -189,19 +303,36 @@ def markdown(payload: dict) -> str:
             f"{row['overhead_fraction']:.3f} |"
         )
     brownian = payload["brownian"]
+    for timing in brownian["timings"]:
+        lines += [
+            "",
+            f"## Brownian noise per query ({brownian['queries_per_run']} consecutive intervals, shape "
+            f"{timing['shape']}, {timing['repeats']} repeats)",
+            "",
+            "| source | ms per query (min / median / max) | x randn_like | x faster than torchsde |",
+            "|---|---|---|---|",
+        ]
+        for name, row in timing["cases"].items():
+            s = row["seconds_per_query"]
+            speedup = f"{row['speedup_over_torchsde']:.1f}" if "speedup_over_torchsde" in row else ""
+            lines.append(
+                f"| {name} | {1e3 * s['min']:.3f} / {1e3 * s['median']:.3f} / {1e3 * s['max']:.3f} | "
+                f"{row['ratio_to_randn_like']:.2f} | {speedup} |"
+            )
+        lines += ["", "Targets (met?):", ""]
+        lines += [
+            f"- {name}: " + ", ".join(f"{target}: {'yes' if met else 'NO'}" for target, met in checks.items())
+            for name, checks in timing["targets"].items()
+        ]
     lines += [
         "",
-        f"## Brownian noise per query ({brownian['queries_per_run']} consecutive intervals, shape {brownian['shape']})",
+        f"## Brownian noise: peak memory of the same queries at shape {brownian['memory_shape']}",
         "",
-        "| source | ms per query (min / median / max) | x randn_like |",
+        "| source | peak increase of live memory (MB) | in tensors like x |",
         "|---|---|---|",
     ]
-    for name, row in brownian["cases"].items():
-        s = row["seconds_per_query"]
-        lines.append(
-            f"| {name} | {1e3 * s['min']:.3f} / {1e3 * s['median']:.3f} / {1e3 * s['max']:.3f} | "
-            f"{row['ratio_to_randn_like']:.1f} |"
-        )
+    for name, row in brownian["memory"].items():
+        lines.append(f"| {name} | {row['peak_memory_bytes'] / 2**20:.1f} | {row['peak_memory_in_x']:.1f} |")
     lines += [
         "",
         "## Scaling (SEEDS-3/data; seconds, min / median / max)",

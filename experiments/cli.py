@@ -28,6 +28,14 @@ def _sample_command(subparsers):
     parser.add_argument("--sigma-max", type=float, default=80.0, help="EDM framework only")
     parser.add_argument("--count", type=int, default=1000, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="sample i uses Brownian path key (seed, i)")
+    parser.add_argument(
+        "--noise",
+        choices=("tree", "adaptive"),
+        default="tree",
+        help="tree: BrownianPath, one path whatever --steps (a new time costs ~140 normals per element); "
+        "adaptive: AdaptiveBrownianPath, built from this run's times (~1-8 normals per query), a different "
+        "path for each grid",
+    )
     parser.add_argument("--output", type=Path, required=True, help="file to write: .npy or .pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_sample)
@@ -39,6 +47,7 @@ def _run_sample(args) -> int:
 
     from seeds.experiments.problems import PROBLEMS
     from seeds.solvers import EDM, GRIDS, VE, VPCosine, VPLinear, sample
+    from seeds.solvers.adaptive_path import AdaptiveBrownianPath
     from seeds.solvers.brownian_path import BrownianPath
 
     if args.output.suffix not in (".npy", ".pt"):
@@ -56,7 +65,8 @@ def _run_sample(args) -> int:
     options = {
         key: value for key, value in (("variant", args.variant), ("eta", args.eta)) if value is not None
     }
-    path = BrownianPath(x, float(vs[-1]), float(vs[0]), seed=args.seed)
+    path_type = {"tree": BrownianPath, "adaptive": AdaptiveBrownianPath}[args.noise]
+    path = path_type(x, float(vs[-1]), float(vs[0]), seed=args.seed)
     result = sample(
         problem,
         x,

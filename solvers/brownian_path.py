@@ -213,6 +213,16 @@ def _combine(coefficients, sources):
     return total
 
 
+def _node_words(stream: int, depth: int, node: int, count: int) -> np.ndarray:
+    """`_row_words` of the first `count` moments of one node, in Python ints: for a few rows, numpy's
+    per-call overhead would cost more than the hashing."""
+    lanes = []
+    for salt in _NODE_SALTS:
+        prefix = _chain(salt, stream, depth, node & _MASK32, node >> 32)
+        lanes.append([_mix32(prefix ^ moment) for moment in range(count)])
+    return np.array(lanes, dtype=np.int64)
+
+
 def _row_words(streams, depths, low, high, moments) -> np.ndarray:
     """Hash words (lane, row) of rows (stream, depth, index = low + 2^32 high, moment), int64 arrays or ints:
     one word per normal, shared by all samples."""
@@ -228,14 +238,10 @@ def _row_words(streams, depths, low, high, moments) -> np.ndarray:
     return np.stack(lanes)
 
 
-class BrownianPath:
-    """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min] (lambda-time).
-
-    x: a (batch, ...) tensor giving shape and device. seed: an int (sample i keyed by (seed, i)) or a list of
-    ints, one per sample (sample i keyed by (seed[i], 0)). Answers are float64 internally, returned in dtype.
-    A functional is any object with kernel(u) (`ExponentialFunctional`, `EDMFunctional` with any sigma_data)
-    or one of the names "B", "M", "P", "Q"; "Q" uses `sigma_data`.
-    """
+class SeededNoise:
+    """What every per-sample-seeded path shares: argument checks, the per-(sample, element) hash keys, normals
+    from hash words, fresh noise and k-diffusion's noise_sampler call; a subclass supplies
+    increment(functional, lam_a, lam_b)."""
 
     def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
@@ -259,30 +265,17 @@ class BrownianPath:
         self.sigma_data = float(sigma_data)
         self.sigma_range = (sigma_min, sigma_max)
         self.lam_lo, self.lam_hi = -math.log(sigma_max), -math.log(sigma_min)
-        self._length = self.lam_hi - self.lam_lo
-        self._leaf_depth = max(0, math.ceil(math.log2(self._length / (2 * LEGENDRE_MAX_HALF_LENGTH))))
-        spacing = math.ulp(max(abs(self.lam_lo), abs(self.lam_hi)))
-        self._depth = max(self._leaf_depth, math.ceil(math.log2(self._length / spacing)))
-        self._sub_depth = self._depth - self._leaf_depth
-        self._split_degrees = SPLIT_DEGREES[: self._sub_depth]
         self._tolerance = 1e-12 * (1 + max(abs(self.lam_lo), abs(self.lam_hi)))
-
         self._batch = batch
         self._elements = elements = math.prod(self.shape[1:])
         index_hash = _mix32(torch.arange(elements, dtype=torch.int64, device=self.device))
         element_lanes = torch.stack([_mix32(index_hash ^ salt) for salt in _ELEMENT_SALTS])
-        sample_lanes = torch.tensor(
-            [[_chain(salt, *_words64(s), i) for s, i in keys] for salt in _SAMPLE_SALTS],
-            dtype=torch.int64,
-            device=self.device,
+        words = np.array([(*_words64(s), i) for s, i in keys], dtype=np.int64).T
+        sample_lanes = torch.from_numpy(np.stack([_chain(salt, *words) for salt in _SAMPLE_SALTS])).to(
+            self.device
         )
         # (lane, batch * elements): a normal is then one mix of this xor its row's word, per lane
         self._element_keys = _mix32(sample_lanes[:, :, None] ^ element_lanes[:, None, :]).reshape(2, -1)
-        self._leaf_chunk = max(1, _CHUNK_ELEMENTS // (_MOMENTS * batch * elements))
-        self._functionals: list = []
-        self._leaf_weights: list[np.ndarray] = []  # per functional: (leaf, moment)
-        self._leaf_sums_cache: OrderedDict = OrderedDict()
-        self._points: OrderedDict = OrderedDict()
 
     @staticmethod
     def _sample_keys(seed, batch):
@@ -295,23 +288,6 @@ class BrownianPath:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"seed must be an int or a list of ints, got {seed!r}")
         return [(seed, i) for i in range(batch)]
-
-    # ------------------------------------------------------------------------------------------ queries
-
-    def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
-        """K(lam_b) - K(lam_a) for K = int k dB, k = functional.kernel, as a tensor like x."""
-        lam_a, lam_b = float(lam_a), float(lam_b)
-        if not (math.isfinite(lam_a) and math.isfinite(lam_b)) or lam_a > lam_b:
-            raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must be finite with lam_a <= lam_b")
-        if lam_a < self.lam_lo - self._tolerance or lam_b > self.lam_hi + self._tolerance:
-            raise ValueError(
-                f"interval [{lam_a!r}, {lam_b!r}] is outside the path's lambda range "
-                f"[{self.lam_lo!r}, {self.lam_hi!r}] (sigma in [{self.sigma_range[0]!r}, {self.sigma_range[1]!r}])"
-            )
-        row = self._resolve(functional)
-        leaves_a, partial_a = self._point(self._grid_position(lam_a))
-        leaves_b, partial_b = self._point(self._grid_position(lam_b))
-        return self._output((leaves_b[row] - leaves_a[row]) + (partial_b[row] - partial_a[row]))
 
     def fresh(self, key: int) -> torch.Tensor:
         """A standard normal tensor like x for `key`, independent of the path and of other keys."""
@@ -329,6 +305,74 @@ class BrownianPath:
         low, high = min(lam, lam_next), max(lam, lam_next)
         sign = 1.0 if lam < lam_next else -1.0
         return self.increment(B, low, high) * (sign / math.sqrt(high - low))
+
+    def _checked_interval(self, lam_a, lam_b) -> tuple[float, float]:
+        lam_a, lam_b = float(lam_a), float(lam_b)
+        if not (math.isfinite(lam_a) and math.isfinite(lam_b)) or lam_a > lam_b:
+            raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must be finite with lam_a <= lam_b")
+        if lam_a < self.lam_lo - self._tolerance or lam_b > self.lam_hi + self._tolerance:
+            raise ValueError(
+                f"interval [{lam_a!r}, {lam_b!r}] is outside the path's lambda range "
+                f"[{self.lam_lo!r}, {self.lam_hi!r}] (sigma in [{self.sigma_range[0]!r}, {self.sigma_range[1]!r}])"
+            )
+        return lam_a, lam_b
+
+    def _output(self, value):
+        return value.reshape(self.shape).to(self.dtype)
+
+    def _normals(self, words):
+        """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`."""
+        words = torch.from_numpy(words).to(self.device)
+        lanes = _mix32(self._element_keys[:, None, :] ^ words[:, :, None])  # (lane, row, element)
+        # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 is exact: a uniform on (-1, 1)
+        # that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is ndtri((k + 1/2) 2^-52)
+        # to an ulp in both tails (erfinv takes half the time of ndtri)
+        high, low = lanes.unbind(0)
+        high >>= 6
+        high <<= 27
+        low >>= 6
+        low <<= 1
+        high += low
+        high += 1 - (1 << 52)
+        uniforms = high.to(torch.float64)
+        uniforms *= 2.0**-52
+        normals = uniforms.erfinv_()
+        normals *= math.sqrt(2.0)
+        return normals
+
+
+class BrownianPath(SeededNoise):
+    """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min] (lambda-time).
+
+    x: a (batch, ...) tensor giving shape and device. seed: an int (sample i keyed by (seed, i)) or a list of
+    ints, one per sample (sample i keyed by (seed[i], 0)). Answers are float64 internally, returned in dtype.
+    A functional is any object with kernel(u) (`ExponentialFunctional`, `EDMFunctional` with any sigma_data)
+    or one of the names "B", "M", "P", "Q"; "Q" uses `sigma_data`.
+    """
+
+    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
+        super().__init__(x, sigma_min, sigma_max, seed, dtype, sigma_data)
+        self._length = self.lam_hi - self.lam_lo
+        self._leaf_depth = max(0, math.ceil(math.log2(self._length / (2 * LEGENDRE_MAX_HALF_LENGTH))))
+        spacing = math.ulp(max(abs(self.lam_lo), abs(self.lam_hi)))
+        self._depth = max(self._leaf_depth, math.ceil(math.log2(self._length / spacing)))
+        self._sub_depth = self._depth - self._leaf_depth
+        self._split_degrees = SPLIT_DEGREES[: self._sub_depth]
+        self._leaf_chunk = max(1, _CHUNK_ELEMENTS // (_MOMENTS * self._batch * self._elements))
+        self._functionals: list = []
+        self._leaf_weights: list[np.ndarray] = []  # per functional: (leaf, moment)
+        self._leaf_sums_cache: OrderedDict = OrderedDict()
+        self._points: OrderedDict = OrderedDict()
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
+        """K(lam_b) - K(lam_a) for K = int k dB, k = functional.kernel, as a tensor like x."""
+        lam_a, lam_b = self._checked_interval(lam_a, lam_b)
+        row = self._resolve(functional)
+        leaves_a, partial_a = self._point(self._grid_position(lam_a))
+        leaves_b, partial_b = self._point(self._grid_position(lam_b))
+        return self._output((leaves_b[row] - leaves_a[row]) + (partial_b[row] - partial_a[row]))
 
     # ----------------------------------------------------------------------------------------- internals
 
@@ -365,9 +409,6 @@ class BrownianPath:
                 "kernels may vary at most about as fast as e^(+-u)"
             )
         return weights[:, :_MOMENTS]
-
-    def _output(self, value):
-        return value.reshape(self.shape).to(self.dtype)
 
     def _grid_position(self, lam: float) -> int:
         """lam's position on the resolution grid, moved to the coarsest node within _SNAP_UNITS of it."""
@@ -497,23 +538,3 @@ class BrownianPath:
             for block in range(last - first):
                 total = terms[:, block, 0] if total is None else total + terms[:, block, 0]
         return total.reshape(functionals, self._batch, self._elements)
-
-    def _normals(self, words):
-        """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`."""
-        words = torch.from_numpy(words).to(self.device)
-        lanes = _mix32(self._element_keys[:, None, :] ^ words[:, :, None])  # (lane, row, element)
-        # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 is exact: a uniform on (-1, 1)
-        # that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is ndtri((k + 1/2) 2^-52)
-        # to an ulp in both tails (erfinv takes half the time of ndtri)
-        high, low = lanes.unbind(0)
-        high >>= 6
-        high <<= 27
-        low >>= 6
-        low <<= 1
-        high += low
-        high += 1 - (1 << 52)
-        uniforms = high.to(torch.float64)
-        uniforms *= 2.0**-52
-        normals = uniforms.erfinv_()
-        normals *= math.sqrt(2.0)
-        return normals

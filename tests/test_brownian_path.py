@@ -1,8 +1,10 @@
-"""BrownianPath: the exact joint law of the Brownian functionals, additivity, reproducibility, bad input.
+"""BrownianPath and AdaptiveBrownianPath: the exact joint law of the Brownian functionals, additivity,
+reproducibility, bad input.
 
-Statistical tests use one seeded path of 4000 scalar samples, so every outcome is deterministic. Levels: all
-KS tests in this file together have family-wise level 1e-3 (Bonferroni over at most KS_TESTS of them); each
-covariance or correlation check is a normal-approximation bound at the same Bonferroni-corrected level.
+Statistical tests use one seeded path of 4000 scalar samples per path type, so every outcome is
+deterministic. Levels: all KS tests in this file together have family-wise level 1e-3 (Bonferroni over at
+most KS_TESTS of them, for both path types); each covariance or correlation check is a normal-approximation
+bound at the same Bonferroni-corrected level (z_bound counts both path types).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from seeds.solvers import brownian_laws
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
+from seeds.solvers.adaptive_path import AdaptiveBrownianPath
 from seeds.solvers.brownian_path import SPLIT_DEGREES, BrownianPath, kernel_moment_weights
 from seeds.solvers.noise import B, EDMFunctional, ExponentialFunctional, M, P, functional_for
 
@@ -26,7 +29,9 @@ SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 LAM_LO, LAM_HI = -math.log(SIGMA_MAX), -math.log(SIGMA_MIN)
 SAMPLES = 4000
 FAMILY_LEVEL = 1e-3
-KS_TESTS = 48  # upper bound on the KS tests below: 36 marginal + 4 whitened + 4 bridge + 1 fresh + 2 sampler
+PATH_TYPES = [BrownianPath, AdaptiveBrownianPath]
+# upper bound on the KS tests below, per path type: 36 marginal + 4 whitened + 4 bridge + 1 fresh + 2 sampler
+KS_TESTS = 48 * len(PATH_TYPES)
 KS_LEVEL = FAMILY_LEVEL / KS_TESTS
 Q = EDMFunctional(0.5)
 FUNCTIONALS = [B, M, P, Q, functional_for("data", 0.5), EDMFunctional(1.7)]
@@ -41,8 +46,9 @@ INTERVALS = {
 
 
 def z_bound(tests: int) -> float:
-    """Two-sided standard normal bound exceeded with probability FAMILY_LEVEL / tests."""
-    return float(scipy.stats.norm.isf(FAMILY_LEVEL / (2 * tests)))
+    """Two-sided standard normal bound exceeded with probability FAMILY_LEVEL / (tests per path type times
+    the path types)."""
+    return float(scipy.stats.norm.isf(FAMILY_LEVEL / (2 * tests * len(PATH_TYPES))))
 
 
 def assert_standard_normal(values):
@@ -53,9 +59,20 @@ def assert_standard_normal(values):
     )
 
 
-@pytest.fixture(scope="module")
-def path():
-    return BrownianPath(torch.zeros(SAMPLES, 1, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=2024)
+@pytest.fixture(scope="module", params=PATH_TYPES, ids=lambda kind: kind.__name__)
+def path(request):
+    return request.param(torch.zeros(SAMPLES, 1, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=2024)
+
+
+path_types = pytest.mark.parametrize("path_type", PATH_TYPES, ids=lambda kind: kind.__name__)
+
+
+class Jump:
+    """A kernel with a jump at 1/3 (never a dyadic split point of [0, 1]): no Legendre expansion resolves it
+    on a node holding the jump."""
+
+    def kernel(self, u):
+        return (torch.as_tensor(u, dtype=torch.float64) > 1 / 3).double()
 
 
 def values_of(path, functional, a, b) -> np.ndarray:
@@ -168,9 +185,10 @@ def test_bridge_conditional_law(path, given, asked, a, b, c):
 # --------------------------------------------------------------------------------------- path properties
 
 
+@path_types
 @pytest.mark.parametrize("functional", [B, M, P, Q], ids=lambda f: f.name)
-def test_increments_over_a_random_partition_add_up_to_the_union(functional):
-    path = BrownianPath(torch.zeros(64, 3, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=7)
+def test_increments_over_a_random_partition_add_up_to_the_union(path_type, functional):
+    path = path_type(torch.zeros(64, 3, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=7)
     generator = np.random.default_rng(3)
     a, b = -3.1, 5.2
     inner = np.sort(generator.uniform(a, b, 18))
@@ -192,23 +210,44 @@ def test_answers_do_not_depend_on_query_order():
     assert not torch.equal(first[0], BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=12).increment(*queries[0]))
 
 
-def test_a_sample_depends_only_on_its_own_seed():
+def test_adaptive_answers_never_change_once_given_and_repeat_with_the_query_sequence():
+    """The adaptive tree only grows: an answer is the same bits when asked again after any other queries
+    (inside its interval too), and the same query sequence gives the same path; another seed another one."""
+    queries = [(M, 0.1, 0.7), (B, 0.5, 0.5 + 1e-6), (P, -2.0, 3.3), (Q, LAM_LO, LAM_HI), (M, 5.0, 5.9)]
+    x = torch.zeros(16, 2, dtype=torch.float64)
+    path = AdaptiveBrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=11)
+    first = [path.increment(*query) for query in queries]
+    for s in np.linspace(0.2, 5.5, 23):
+        path.increment(P, s, s + 0.05)
+        path.increment(B, LAM_LO, s + 0.01)
+    assert all(torch.equal(path.increment(*query), value) for query, value in zip(queries, first))
+    replay = AdaptiveBrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=11)
+    assert all(torch.equal(replay.increment(*query), value) for query, value in zip(queries, first))
+    other = AdaptiveBrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=12)
+    assert not torch.equal(first[0], other.increment(*queries[0]))
+
+
+@path_types
+def test_a_sample_depends_only_on_its_own_seed(path_type):
     shape = (3, 2)
-    big = BrownianPath(torch.zeros(4, *shape), SIGMA_MIN, SIGMA_MAX, seed=[5, 9, 2, 7])
-    small = BrownianPath(torch.zeros(2, *shape), SIGMA_MIN, SIGMA_MAX, seed=[7, 9])
+    big = path_type(torch.zeros(4, *shape), SIGMA_MIN, SIGMA_MAX, seed=[5, 9, 2, 7])
+    small = path_type(torch.zeros(2, *shape), SIGMA_MIN, SIGMA_MAX, seed=[7, 9])
     for query in [(M, -1.0, 0.25), (P, 3.0, 3.0 + 1e-7), (B, LAM_LO, LAM_HI)]:
         assert torch.equal(big.increment(*query)[[3, 1]], small.increment(*query))
     assert torch.equal(big.fresh(4)[[3, 1]], small.fresh(4))
-    by_index = BrownianPath(torch.zeros(3, *shape), SIGMA_MIN, SIGMA_MAX, seed=9)
+    by_index = path_type(torch.zeros(3, *shape), SIGMA_MIN, SIGMA_MAX, seed=9)
+    for query in [(M, -1.0, 0.25), (P, 3.0, 3.0 + 1e-7), (B, LAM_LO, LAM_HI)]:  # the same query sequence
+        by_index.increment(*query)
     assert torch.equal(by_index.increment(Q, 0.0, 1.0)[0], small.increment(Q, 0.0, 1.0)[1])  # key (9, 0)
 
 
-def test_a_sample_does_not_depend_on_how_the_batch_is_chunked():
+@path_types
+def test_a_sample_does_not_depend_on_how_the_batch_is_chunked(path_type):
     """300 elements per sample: a batch of 64 hashes one block of 16 rows (and one leaf) per chunk, a batch
     of 2 a whole descent at once; the fixed summation order must give the same bits."""
     seeds = list(range(100, 164))
-    big = BrownianPath(torch.zeros(64, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds)
-    small = BrownianPath(torch.zeros(2, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds[40:42])
+    big = path_type(torch.zeros(64, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds)
+    small = path_type(torch.zeros(2, 3, 100, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds[40:42])
     for query in [(P, -0.3, 0.7654321), (M, 2.0, 2.0 + 1e-9), (Q, LAM_LO, 3.3)]:
         assert torch.equal(big.increment(*query)[40:42], small.increment(*query))
 
@@ -244,9 +283,7 @@ def test_rate_functionals_are_exact_in_scale_and_share_the_motion(path):
 def test_fresh_noise_is_standard_normal_deterministic_and_independent_of_the_path(path):
     noise = path.fresh(0).numpy().ravel()
     assert_standard_normal(noise)
-    again = BrownianPath(torch.zeros(SAMPLES, 1, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=2024).fresh(
-        0
-    )
+    again = type(path)(torch.zeros(SAMPLES, 1, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=2024).fresh(0)
     assert torch.equal(path.fresh(0), again)
     bound = z_bound(4) / math.sqrt(SAMPLES)
     assert abs(np.corrcoef(noise, path.fresh(1).numpy().ravel())[0, 1]) <= bound
@@ -268,9 +305,10 @@ def test_noise_sampler_convention(path):
     assert torch.equal(reversed_order, -path(3.0, 2.9))
 
 
-def test_output_shape_dtype_and_the_ends_of_the_range():
+@path_types
+def test_output_shape_dtype_and_the_ends_of_the_range(path_type):
     x = torch.zeros(2, 3, 4, dtype=torch.float32)
-    path = BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=1, dtype=torch.float32)
+    path = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=1, dtype=torch.float32)
     assert path.sigma_range == (SIGMA_MIN, SIGMA_MAX)
     value = path.increment("Q", LAM_LO - 1e-13, LAM_HI + 1e-13)  # float rounding at the ends is tolerated
     assert value.shape == x.shape and value.dtype == torch.float32
@@ -281,34 +319,39 @@ def test_output_shape_dtype_and_the_ends_of_the_range():
 # --------------------------------------------------------------------------------------------- bad input
 
 
-def test_bad_construction_is_refused_with_the_problem_named():
+@path_types
+def test_bad_construction_is_refused_with_the_problem_named(path_type):
     x = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="3 seeds for a batch of 4"):
-        BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=[1, 2, 3])
+        path_type(x, SIGMA_MIN, SIGMA_MAX, seed=[1, 2, 3])
     with pytest.raises(ValueError, match="empty batch"):
-        BrownianPath(torch.zeros(0, 2), SIGMA_MIN, SIGMA_MAX, seed=0)
+        path_type(torch.zeros(0, 2), SIGMA_MIN, SIGMA_MAX, seed=0)
     with pytest.raises(
         ValueError, match="need 0 < sigma_min < sigma_max, got sigma_min = 80.0, sigma_max = 0.002"
     ):
-        BrownianPath(x, SIGMA_MAX, SIGMA_MIN, seed=0)
+        path_type(x, SIGMA_MAX, SIGMA_MIN, seed=0)
     with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max, got sigma_min = 0.0"):
-        BrownianPath(x, 0.0, SIGMA_MAX, seed=0)
+        path_type(x, 0.0, SIGMA_MAX, seed=0)
     with pytest.raises(ValueError, match="must be finite, got 0.002 and inf"):
-        BrownianPath(x, SIGMA_MIN, math.inf, seed=0)
+        path_type(x, SIGMA_MIN, math.inf, seed=0)
     with pytest.raises(ValueError, match="seed must be an int or a list of ints"):
-        BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=1.5)
+        path_type(x, SIGMA_MIN, SIGMA_MAX, seed=1.5)
 
 
-def test_bad_queries_are_refused_with_the_problem_named():
-    path = BrownianPath(torch.zeros(2, 2), SIGMA_MIN, SIGMA_MAX, seed=0)
+@path_types
+def test_bad_queries_are_refused_with_the_problem_named(path_type):
+    path = path_type(torch.zeros(2, 2), SIGMA_MIN, SIGMA_MAX, seed=0)
     with pytest.raises(
         ValueError, match=r"interval \[-5.0, 1.0\] is outside the path's lambda range \[-4.38"
     ):
         path.increment(M, -5.0, 1.0)
     with pytest.raises(ValueError, match=r"interval \[1.0, 0.5\] must be finite with lam_a <= lam_b"):
         path.increment(M, 1.0, 0.5)
+    # BrownianPath's fixed tree resolves kernels up to about e^(+-u); the adaptive one splits further, so
+    # only a kernel that no node resolves (a jump) is refused there
+    fast = ExponentialFunctional("fast", 1.0, 30.0) if path_type is BrownianPath else Jump()
     with pytest.raises(ValueError, match="not resolved by degree-7 Legendre moments"):
-        path.increment(ExponentialFunctional("fast", 1.0, 30.0), 0.0, 1.0)
+        path.increment(fast, 0.0, 1.0)
     with pytest.raises(ValueError, match="unknown functional 'X'"):
         path.increment("X", 0.0, 1.0)
     with pytest.raises(ValueError, match="two different noise levels"):
@@ -319,13 +362,12 @@ def test_bad_queries_are_refused_with_the_problem_named():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CPU/CUDA agreement not checked")
-def test_cuda_draws_agree_with_cpu():
+@path_types
+def test_cuda_draws_agree_with_cpu(path_type):
     """The hash is exact integer arithmetic; only ndtri and the float64 sums may differ by rounding."""
     seeds = list(range(64))
-    cpu = BrownianPath(torch.zeros(64, 5, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds)
-    cuda = BrownianPath(
-        torch.zeros(64, 5, dtype=torch.float64, device="cuda"), SIGMA_MIN, SIGMA_MAX, seed=seeds
-    )
+    cpu = path_type(torch.zeros(64, 5, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=seeds)
+    cuda = path_type(torch.zeros(64, 5, dtype=torch.float64, device="cuda"), SIGMA_MIN, SIGMA_MAX, seed=seeds)
     for query in [(M, -1.0, 0.25), (P, 3.0, 3.0 + 1e-7), (Q, LAM_LO, LAM_HI)]:
         on_cpu, on_cuda = cpu.increment(*query), cuda.increment(*query)
         assert on_cuda.device.type == "cuda"

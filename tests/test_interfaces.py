@@ -89,7 +89,8 @@ def test_eta_zero_is_deterministic_and_prediction_option_is_passed():
     assert torch.allclose(ode, reference, rtol=0, atol=1e-12)
 
 
-def test_seeds_sample_command_writes_npy(tmp_path):
+@pytest.mark.parametrize("noise", ["tree", "adaptive"])
+def test_seeds_sample_command_writes_npy(tmp_path, noise):
     output = tmp_path / "ring.npy"
     command = [
         sys.executable,
@@ -108,6 +109,8 @@ def test_seeds_sample_command_writes_npy(tmp_path):
         "3",
         "--output",
         str(output),
+        "--noise",
+        noise,
         "--quiet",
     ]
     completed = subprocess.run(command, capture_output=True, text=True)

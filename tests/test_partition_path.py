@@ -90,21 +90,28 @@ def test_refusals_name_the_problem():
         path.increment(fast, times[0], times[1])
 
 
-def test_brownian_path_and_partition_path_give_one_law_to_a_solver():
-    """The same SEEDS-3 solve driven by either source: equal mean and spread of the output to Monte Carlo
-    accuracy (BrownianPath is the reference implementation of the law)."""
+def test_brownian_adaptive_and_partition_paths_give_one_law_to_a_solver():
+    """The same SEEDS-3 solve driven by each source: equal mean and spread of the output to Monte Carlo
+    accuracy (BrownianPath is the reference implementation of the law). Two comparisons against it, each
+    at a two-sided 4.5-sigma normal bound."""
     from seeds.experiments.problems import PROBLEMS
     from seeds.solvers import sample
+    from seeds.solvers.adaptive_path import AdaptiveBrownianPath
     from seeds.solvers.brownian_path import BrownianPath
 
     problem = PROBLEMS["gaussian"](std=0.3)
     sigmas = grid(4)
     x = torch.zeros(2000, 1, dtype=torch.float64) + 1.0
     times = query_times("seeds-3", sigmas, prediction="data")
-    sources = (PartitionPath(x, times, seed=5), BrownianPath(x, 0.05, 80.0, seed=5))
-    outputs = [sample(problem, x, sigmas, method="seeds-3", path=source).samples for source in sources]
-    means = [float(o.mean()) for o in outputs]
-    variances = [float(o.var()) for o in outputs]
-    spread = math.sqrt(max(variances) / x.shape[0])
-    assert abs(means[0] - means[1]) < 4.5 * math.sqrt(2) * spread
-    assert abs(variances[0] / variances[1] - 1) < 4.5 * math.sqrt(4 / x.shape[0])
+    reference, *others = (
+        BrownianPath(x, 0.05, 80.0, seed=5),
+        PartitionPath(x, times, seed=5),
+        AdaptiveBrownianPath(x, 0.05, 80.0, seed=5),
+    )
+    expected = sample(problem, x, sigmas, method="seeds-3", path=reference).samples
+    for source in others:
+        output = sample(problem, x, sigmas, method="seeds-3", path=source).samples
+        variances = [float(expected.var()), float(output.var())]
+        spread = math.sqrt(max(variances) / x.shape[0])
+        assert abs(float(output.mean()) - float(expected.mean())) < 4.5 * math.sqrt(2) * spread
+        assert abs(variances[1] / variances[0] - 1) < 4.5 * math.sqrt(4 / x.shape[0])

@@ -1,0 +1,248 @@
+"""An exact Brownian path refined only where it is asked about: the fast noise source for sampling.
+
+`BrownianPath` answers every time on a fixed virtual tree at float64 resolution, so a path never depends on
+which times were asked for, but every new time costs a descent of that tree (~140 normals per element, about
+250 torch.randn_like of x). A sampler that walks once through its sigmas does not need that invariance;
+`AdaptiveBrownianPath` builds the path from the queries instead (torchsde's BrownianInterval idea, with
+Legendre moments so that every functional of SEEDS-MATH section 2 is exact):
+
+* A query beyond the times asked so far opens a new top piece between the last of them and the new time;
+  its LEGENDRE_DEGREE + 1 unit Legendre moments are independent standard normals (the piece is disjoint
+  from all others), drawn from a counter-based hash of (sample key, element; piece key, moment) only up to
+  the degree a functional needs: B needs one, so a noise_sampler query costs one normal per element.
+* A functional's increment over a node is w . Z where its Legendre expansion resolves the kernel (tail
+  beyond the kept degree at most _TAIL_TOLERANCE relative, as in BrownianPath); elsewhere it is the sum over
+  the node's two children (split at the midpoint unless the node is already split).
+* A query inside a piece splits the node holding it at the query time; the children's moments given the
+  parent's have exactly the law `bridge_moment_law(fraction, 7)`, with the split's normals drawn from the
+  hash of the parent's key. A node's split point is fixed the first time it is split, for whatever reason.
+* An increment is the sum of the top pieces between its ends plus, at each end inside a piece, the sum of
+  the left siblings down the tree to it (kept apart, so a short interval never carries a long sum's
+  rounding). Values are deterministic functions of the tree, which only grows: an answer never changes when
+  asked again, whatever was asked in between.
+
+So the joint law of every answer is exact (to the leaves' 1e-13 truncation) for any query sequence, and a
+sample's values are bitwise the same in any batch (elementwise arithmetic only, as in BrownianPath). What is
+given up: the path depends on the sequence of queried times (and on which functionals were asked first,
+since an unresolved functional fixes midpoint splits), so two grids get two different paths. Use
+BrownianPath (or PartitionPath) where one path must serve several grids, e.g. strong-error experiments.
+
+Cost: a forward B query, one normal per element and a few additions; a functional that needs resolution,
+LEGENDRE_DEGREE + 1 normals per node of its resolution tree (about twice the leaves); an interior query, the
+moments along the tree to it, 2 (LEGENDRE_DEGREE + 1) normals per level. Memory: the tree (a few numbers per
+node, no tensors), the last _CACHED_INCREMENTS top-piece increments and in-piece parts per functional.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
+from seeds.solvers.brownian_laws import bridge_moment_law
+from seeds.solvers.brownian_path import (
+    _TAIL_TOLERANCE,
+    SeededNoise,
+    _combine,
+    _kernel_values,
+    _moment_weights,
+    _node_words,
+    _relative_tails,
+)
+from seeds.solvers.noise import resolve_functional
+
+_MOMENTS = LEGENDRE_DEGREE + 1
+_TOP_STREAM, _SPLIT_STREAM = 4, 5
+# Top-piece increments and in-piece parts kept per functional: a step's start, stages and end.
+_CACHED_INCREMENTS = 4
+# A time this many float64 ulps (of the largest |lambda|) from a node boundary is that boundary: no sliver
+# nodes whose bridge fractions would be a few ulps.
+_SNAP_UNITS = 8
+# A kernel still unresolved on nodes this much shorter than a leaf is refused (it is not smooth).
+_FINEST_FRACTION_OF_A_LEAF = 2.0**-24
+
+
+class _Node:
+    __slots__ = ("left", "right", "key", "split", "children")
+
+    def __init__(self, left: float, right: float, key: int):
+        self.left, self.right, self.key = left, right, key
+        self.split = None
+        self.children = None
+
+
+@functools.lru_cache(maxsize=256)
+def _bridge_coefficients(fraction: float) -> torch.Tensor:
+    """(child row, 1, source): children's moments (left then right) = this applied to (parent's moments,
+    the split's normals)."""
+    mean_map, _, noise_map = bridge_moment_law(fraction, LEGENDRE_DEGREE)
+    return torch.from_numpy(np.hstack([mean_map, noise_map]))[:, None, :]
+
+
+class AdaptiveBrownianPath(SeededNoise):
+    """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min], refined at the queried times.
+
+    Same arguments and queries as BrownianPath (increment, fresh, the noise_sampler call); see the module
+    docstring for what depends on the query sequence.
+    """
+
+    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
+        super().__init__(x, sigma_min, sigma_max, seed, dtype, sigma_data)
+        self._snap = _SNAP_UNITS * math.ulp(max(abs(self.lam_lo), abs(self.lam_hi)))
+        self._finest = 2 * LEGENDRE_MAX_HALF_LENGTH * _FINEST_FRACTION_OF_A_LEAF
+        self._boundaries: list[float] = []  # top piece i spans boundaries[i] .. boundaries[i + 1]
+        self._tops: list[_Node] = []
+        self._keys = 0
+        self._weights: dict = {}
+        self._increments: dict = {}  # functional -> OrderedDict(node key -> increment over the top piece)
+        self._parts: dict = {}  # functional -> OrderedDict(time -> K(time) - K(its top piece's left end))
+
+    def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
+        """K(lam_b) - K(lam_a) for K = int k dB, k = functional.kernel, as a tensor like x."""
+        lam_a, lam_b = self._checked_interval(lam_a, lam_b)
+        functional = resolve_functional(functional, self.sigma_data)
+        lam_a, lam_b = self._place(lam_a), self._place(lam_b)
+        if lam_a == lam_b:
+            return self._output(
+                torch.zeros(self._batch * self._elements, dtype=torch.float64, device=self.device)
+            )
+        first, part_a = self._locate(functional, lam_a)
+        last, part_b = self._locate(functional, lam_b)
+        total = None
+        for index in range(first, last):
+            piece = self._top_increment(functional, self._tops[index])
+            total = piece if total is None else total + piece
+        parts = part_b if part_a is None else (-part_a if part_b is None else part_b - part_a)
+        if total is None:
+            return self._output(parts)
+        return self._output(total if parts is None else total + parts)
+
+    # ----------------------------------------------------------------------------------------- the tree
+
+    def _new_node(self, left: float, right: float) -> _Node:
+        self._keys += 1
+        return _Node(left, right, self._keys)
+
+    def _place(self, lam: float) -> float:
+        """lam on the tree: clamped to the range, snapped to a top boundary within _SNAP_UNITS, and covered
+        by top pieces (opening one beyond either end of those asked so far)."""
+        lam = min(max(lam, self.lam_lo), self.lam_hi)
+        bounds = self._boundaries
+        if not bounds:
+            bounds.append(lam)
+            return lam
+        index = bisect.bisect_left(bounds, lam)
+        for neighbour in (index - 1, index):
+            if 0 <= neighbour < len(bounds) and abs(bounds[neighbour] - lam) <= self._snap:
+                return bounds[neighbour]
+        if index == len(bounds):
+            self._tops.append(self._new_node(bounds[-1], lam))
+            bounds.append(lam)
+        elif index == 0:
+            self._tops.insert(0, self._new_node(lam, bounds[0]))
+            bounds.insert(0, lam)
+        return lam
+
+    def _locate(self, functional, lam: float):
+        """(i, part): lam is boundaries[i] (part None) or inside top piece i, part = K(lam) - K(its left end)."""
+        index = bisect.bisect_left(self._boundaries, lam)
+        if index < len(self._boundaries) and self._boundaries[index] == lam:
+            return index, None
+        index -= 1
+        parts = self._parts.setdefault(functional, OrderedDict())
+        if lam not in parts:
+            parts[lam] = self._part(functional, self._tops[index], lam)
+            if len(parts) > _CACHED_INCREMENTS:
+                parts.popitem(last=False)
+        return index, parts[lam]
+
+    def _part(self, functional, node: _Node, lam: float) -> torch.Tensor:
+        """Sum of the left siblings' increments down the tree from the top piece `node` to lam."""
+        moments = self._top_moments(node, _MOMENTS)
+        total = None
+        while True:
+            if node.children is None:
+                self._split(node, lam)
+            elif abs(lam - node.split) <= self._snap:
+                lam = node.split
+            left, right = node.children
+            left_moments, right_moments = self._children_moments(node, moments)
+            if lam < node.split:
+                node, moments = left, left_moments
+                continue
+            piece = self._node_increment(functional, left, left_moments)
+            total = piece if total is None else total + piece
+            if lam == node.split:
+                return total
+            node, moments = right, right_moments
+
+    def _split(self, node: _Node, at: float) -> None:
+        node.split = at
+        node.children = (self._new_node(node.left, at), self._new_node(at, node.right))
+
+    # ---------------------------------------------------------------------------------------- the draws
+
+    def _top_moments(self, node: _Node, count: int) -> torch.Tensor:
+        """The first `count` unit moments of a top piece: (moment, batch * elements), independent normals."""
+        return self._normals(_node_words(_TOP_STREAM, 0, node.key, count))
+
+    def _children_moments(self, node: _Node, moments: torch.Tensor):
+        """The two children's moments from the parent's (all of them) and the split's normals."""
+        fraction = (node.split - node.left) / (node.right - node.left)
+        split_normals = self._normals(_node_words(_SPLIT_STREAM, 0, node.key, _MOMENTS))
+        sources = [*moments.unbind(0), *split_normals.unbind(0)]
+        children = _combine(_bridge_coefficients(fraction).to(self.device), sources)
+        return children[:_MOMENTS], children[_MOMENTS:]
+
+    def _top_increment(self, functional, node: _Node) -> torch.Tensor:
+        cache = self._increments.setdefault(functional, OrderedDict())
+        if node.key not in cache:
+            cache[node.key] = self._node_increment(functional, node, None)
+            if len(cache) > _CACHED_INCREMENTS:
+                cache.popitem(last=False)
+        return cache[node.key]
+
+    def _node_increment(self, functional, node: _Node, moments) -> torch.Tensor:
+        """int over the node of the kernel dB; moments None for a top piece (drawn as far as needed)."""
+        weights, degree = self._resolution(functional, node)
+        if degree is not None:
+            if moments is None:
+                moments = self._top_moments(node, degree + 1)
+            total = weights[0] * moments[0]
+            for j in range(1, degree + 1):
+                total += weights[j] * moments[j]
+            return total
+        if node.right - node.left < self._finest:
+            raise ValueError(
+                f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments even "
+                f"on [{node.left!r}, {node.right!r}]: kernels must be smooth"
+            )
+        if moments is None:
+            moments = self._top_moments(node, _MOMENTS)
+        if node.children is None:
+            self._split(node, 0.5 * (node.left + node.right))
+        left_moments, right_moments = self._children_moments(node, moments)
+        left, right = node.children
+        return self._node_increment(functional, left, left_moments) + self._node_increment(
+            functional, right, right_moments
+        )
+
+    def _resolution(self, functional, node: _Node):
+        """(moment weights, the lowest degree whose tail is within _TAIL_TOLERANCE, or None)."""
+        key = (functional, node.key)
+        if key not in self._weights and getattr(functional, "rate", None) == 0:
+            # a constant kernel is its mean on any node: no quadrature (the noise_sampler's B, every query)
+            self._weights[key] = ([functional.scale * math.sqrt(node.right - node.left)], 0)
+        if key not in self._weights:
+            half = np.array([(node.right - node.left) / 2])
+            values = _kernel_values(functional.kernel, np.array([(node.left + node.right) / 2]), half)
+            weights = _moment_weights(values, half)
+            within = _relative_tails(weights)[0] <= _TAIL_TOLERANCE
+            degree = int(np.argmax(within)) if within.any() else None
+            self._weights[key] = ([float(w) for w in weights[0, :_MOMENTS]], degree)
+        return self._weights[key]
