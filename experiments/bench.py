@@ -1,20 +1,23 @@
-"""`make bench`: speed measured in one run, never in timed tests (issue 6). Writes results/bench.{json,md}.
+"""`make bench`: speed and NFE-efficiency measured in one run, never in timed tests (issue 6). Writes
+results/bench.{json,md} and figures/peers_quality.{png,pdf}.
 
-Implemented so far:
 1. Solver overhead: per-step time spent outside the model, per method, as a fraction of one evaluation of the
    default UNet (the committed digits model, batch 256, 8x8, float32 network, float64 solver state). The
    solver runs with a model that returns a stored output (its cost is the driver's checks and conversions,
    which count as overhead); noise from torch's generator (k-diffusion's convention) and, for SEEDS-3, from
    BrownianPath and AdaptiveBrownianPath too.
 2. Brownian noise per query for a 20-step sampling pattern (consecutive sigma pairs of an EDM grid) at
-   (256, 64): BrownianPath and AdaptiveBrownianPath as noise samplers, k-diffusion's BrownianTreeNoiseSampler
-   (torchsde's BrownianInterval), and torch.randn_like of the same size; and the peak memory of the same 20
-   queries at (256, 784), each source in a fresh process (increase of its peak resident set over the
-   process after imports and x), against the size of x.
+   (256, 64) and (256, 784): BrownianPath and AdaptiveBrownianPath as noise samplers, k-diffusion's
+   BrownianTreeNoiseSampler (torchsde's BrownianInterval) and torch.randn_like of the same size, timed in
+   turn; and the peak live memory of the same 20 queries at (256, 784), each source in a fresh process,
+   against the size of x.
 3. Scaling: one convergence cell (SEEDS-3/data on Gaussian data, levels 4-32, exact reference) against the
    number of paths and the dimension, and the exact-linear errors (quadrature, no sampling) against the
    number of steps.
-Every number is min / median / max over repeats; ratios are of medians measured in the same run.
+4. Peers (experiments/peers.py): k-diffusion's samplers against ours on the same denoisers in this process,
+   Frechet distance against NFE on a 16-d Gaussian, the 64-d digits mixture and the learned digits model;
+   our DPM-Solver++(2M) must agree with dpmpp_2m to 1e-10 on each (the run fails otherwise).
+Every time is min / median / max over repeats; ratios are of medians measured in the same run.
 """
 
 from __future__ import annotations
@@ -344,7 +347,34 @@ def markdown(payload: dict) -> str:
         size = f"{row['paths']} paths, dim {row['dim']}" if "paths" in row else f"{row['steps']} steps"
         t = row["seconds"]
         lines.append(f"| {row['kind']} | {size} | {t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} |")
+    if payload.get("peers"):
+        from seeds.figures.peers import table
+
+        lines += [
+            "",
+            "## Peers: Frechet distance against NFE (figures/peers_quality.png)",
+            "",
+            "Same Karras sigmas (80 -> 0.002, then 0), denoisers, starts and noise seeds for every sampler; noise "
+            "from AdaptiveBrownianPath (heun's churn: torch's generator).",
+            "",
+            table(payload["peers"]),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def peer_quality(results: Path, figures: Path) -> dict | None:
+    """k-diffusion's samplers and ours, quality against NFE (experiments/peers.py); None without k-diffusion."""
+    from seeds.experiments import peers
+    from seeds.figures.peers import quality_figure
+
+    try:
+        peers.k_diffusion_sampling()
+    except ModuleNotFoundError as error:
+        print(f"skipping the peers' quality comparison: {error}", file=sys.stderr)
+        return None
+    payload = peers.quality_vs_nfe(results / "bench_peers")
+    quality_figure(payload, figures)
+    return payload
 
 
 def main(argv=None) -> int:
@@ -353,6 +383,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    parser.add_argument("--no-peers", action="store_true", help="speed only: skip the peers' quality runs")
     args = parser.parse_args(argv)
     payload = {
         "provenance": provenance(),
@@ -366,6 +398,8 @@ def main(argv=None) -> int:
         "brownian": brownian_queries(args.repeats),
         "scaling": scaling(args.repeats),
     }
+    if not args.no_peers:
+        payload["peers"] = peer_quality(args.results, args.figures)
     atomic_write_json(args.results / "bench.json", payload)
     atomic_write_text(args.results / "bench.md", markdown(payload))
     print(markdown(payload))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seeds.experiments import peers
 from seeds.experiments.peers import k_diffusion_sampling
 from seeds.experiments.problems import ring_mixture
 from seeds.solvers import sampling
@@ -39,3 +40,22 @@ def test_same_method_same_output(ours, theirs, stochastic):
     options = {"noise_sampler": _noise_sampler(1)} if stochastic else {}
     peer = theirs(PROBLEM, x.clone(), SIGMAS, disable=True, **options)
     assert (mine - peer).abs().max().item() <= 1e-10
+
+
+def test_the_comparison_grid_is_k_diffusions_karras_grid():
+    for budget, per_step in [(7, 1), (13, 2), (25, 3)]:
+        steps = (budget - 1) // per_step
+        expected = K.get_sigmas_karras(steps + 1, 0.002, 80.0, rho=7.0, device="cpu").double()
+        # k-diffusion builds its grid in float32: agreement to its rounding
+        assert torch.allclose(peers.karras_sigmas(budget, per_step), expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("sampler", peers.SAMPLERS, ids=lambda s: s.label)
+def test_every_compared_sampler_spends_exactly_the_budget(sampler):
+    """The figure's x axis is counted NFE; the budgets are chosen so that every sampler meets them exactly."""
+    model = peers.CountingDenoiser(PROBLEM)
+    x = PROBLEM.sample_marginal(32, 80.0, torch.Generator().manual_seed(0))
+    for budget in (7, 13):
+        samples, nfe = peers.draw(sampler, model, x, budget, seed=1)
+        assert nfe == budget
+        assert samples.shape == x.shape and torch.isfinite(samples).all()
