@@ -326,16 +326,13 @@ class SeededNoise:
         lanes = _mix32(self._element_keys[:, None, :] ^ words[:, :, None])  # (lane, row, element)
         # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 is exact: a uniform on (-1, 1)
         # that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is ndtri((k + 1/2) 2^-52)
-        # to an ulp in both tails (erfinv takes half the time of ndtri)
-        high, low = lanes.unbind(0)
-        high >>= 6
-        high <<= 27
-        low >>= 6
-        low <<= 1
-        high += low
-        high += 1 - (1 << 52)
-        uniforms = high.to(torch.float64)
-        uniforms *= 2.0**-52
+        # to an ulp in both tails (erfinv takes half the time of ndtri). Every float operation below is
+        # exact (power-of-two scalings, sums representable in float64), in few passes: at small sizes each
+        # tensor operation's fixed cost is what a normal costs
+        lanes >>= 6
+        high, low = lanes.to(torch.float64).unbind(0)
+        uniforms = torch.add(high * 2.0**-25, low, alpha=2.0**-51)
+        uniforms += (1 - 2.0**52) * 2.0**-52
         normals = uniforms.erfinv_()
         normals *= math.sqrt(2.0)
         return normals
