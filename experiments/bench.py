@@ -153,10 +153,10 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def peak_memory(name: str, shape: tuple) -> int:
+def peak_memory(name: str, shape: tuple) -> int | None:
     """Bytes by which the resident set peaks above its level before `name` answers the query pattern on a
-    zero x of `shape` (Linux: the peak is reset through /proc/self/clear_refs first). Outputs are dropped
-    as they come, as a sampler uses them."""
+    zero x of `shape` (Linux: the peak is reset through /proc/self/clear_refs first; None where that is not
+    possible). Outputs are dropped as they come, as a sampler uses them."""
     x = torch.zeros(shape, dtype=torch.float64)
     pairs = query_pairs()
     torch.randn_like(x[:1])  # the first torch call allocates its own buffers: not the source's
@@ -171,8 +171,17 @@ def peak_memory(name: str, shape: tuple) -> int:
         def action():
             run_queries(make, x, pairs)
 
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
+    return peak_during(action)
+
+
+def peak_during(action) -> int | None:
+    """Bytes by which the resident set peaks above its level before action() (None where this kernel does not
+    let a process reset its peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return None
     before = _status_bytes("VmRSS")
     action()
     return _status_bytes("VmHWM") - before
@@ -254,7 +263,10 @@ def brownian_queries(repeats: int) -> dict:
     memory = {}
     for name in timings[0]["cases"]:
         peak = in_fresh_process(peak_memory, name, MEMORY_SHAPE)
-        memory[name] = {"peak_memory_bytes": peak, "peak_memory_in_x": peak / x_bytes}
+        memory[name] = {
+            "peak_memory_bytes": peak,
+            "peak_memory_in_x": None if peak is None else peak / x_bytes,
+        }
     return {
         "queries_per_run": len(query_pairs()),
         "timings": timings,
@@ -335,7 +347,12 @@ def markdown(payload: dict) -> str:
         "|---|---|---|",
     ]
     for name, row in brownian["memory"].items():
-        lines.append(f"| {name} | {row['peak_memory_bytes'] / 2**20:.1f} | {row['peak_memory_in_x']:.1f} |")
+        if row["peak_memory_bytes"] is None:
+            lines.append(f"| {name} | not measurable here (no /proc/self/clear_refs) | |")
+        else:
+            lines.append(
+                f"| {name} | {row['peak_memory_bytes'] / 2**20:.1f} | {row['peak_memory_in_x']:.1f} |"
+            )
     lines += [
         "",
         "## Scaling (SEEDS-3/data; seconds, min / median / max)",
