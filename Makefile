@@ -59,7 +59,7 @@ figures: $(SETUP)
 
 # speed measured in one run (results/bench.{json,md}); run it on an otherwise idle machine
 bench: $(SETUP)
-	$(PY) -m seeds.experiments.bench
+	$(PY) -m seeds.experiments.bench $(BENCH_ARGS)
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"

@@ -48,6 +48,7 @@ TARGET_SEEDS_3_OVERHEAD = 0.05
 TARGET_RATIO_TO_RANDN_LIKE = 2.0
 TARGET_SPEEDUP_OVER_TORCHSDE = 10.0
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+CPU = torch.device("cpu")
 QUERY_SHAPES, MEMORY_SHAPE = [(BATCH, 64), (BATCH, 784)], (BATCH, 784)
 TORCHSDE = "k-diffusion BrownianTreeNoiseSampler (torchsde)"
 PATH_TYPES = {"BrownianPath": BrownianPath, "AdaptiveBrownianPath": AdaptiveBrownianPath}
@@ -62,12 +63,20 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def timed(action, repeats: int) -> list[float]:
+def finish(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer reads the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(action, repeats: int, device=CPU) -> list[float]:
     action()  # warm-up: first calls allocate and build caches
     times = []
     for _ in range(repeats):
+        finish(device)
         start = time.perf_counter()
         action()
+        finish(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -83,11 +92,11 @@ class StoredOutput(torch.nn.Module):
         return self.output
 
 
-def solver_overhead(denoiser, repeats: int) -> dict:
+def solver_overhead(denoiser, repeats: int, device=CPU) -> dict:
     x = 80.0 * torch.randn((BATCH, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-    sigma = torch.full((BATCH,), 1.0)
+    x, sigma, denoiser = x.to(device), torch.full((BATCH,), 1.0, device=device), denoiser.to(device)
     with torch.inference_mode():
-        evaluation = spread(timed(lambda: denoiser(x, sigma), repeats))
+        evaluation = spread(timed(lambda: denoiser(x, sigma), repeats, device))
         stored = StoredOutput(denoiser(x, sigma))
     rows = {}
     cases = [(m, o, "torch generator") for m, o in OVERHEAD_METHODS] + [
@@ -100,11 +109,12 @@ def solver_overhead(denoiser, repeats: int) -> dict:
             if noise in PATH_TYPES:
                 source = PATH_TYPES[noise](x.double(), SIGMA_MIN, SIGMA_MAX, seed=1)
             else:
-                source = IndependentPieces(x.double(), generator=torch.Generator().manual_seed(1))
+                generator = torch.Generator(device=device).manual_seed(1)
+                source = IndependentPieces(x.double(), generator=generator)
             sample(stored, x, sigmas, method=method, path=source, **dict(options))
 
         with torch.inference_mode():
-            seconds = spread(timed(run, repeats))
+            seconds = spread(timed(run, repeats, device))
         per_step = seconds["median"] / STEPS
         label = method + "".join(f"/{v}" for k, v in options if k == "prediction")
         rows[f"{label} [{noise}]"] = {
@@ -208,10 +218,10 @@ def in_fresh_process(function, *args):
             os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
 
 
-def query_times(shape: tuple, repeats: int) -> dict:
+def query_times(shape: tuple, repeats: int, device=CPU) -> dict:
     """Seconds per query of every source on a zero x of `shape`, timed in turn within each repeat so that a
     slow spell of the machine hits all of them; ratios of medians, and the targets."""
-    x = torch.zeros(shape, dtype=torch.float64)
+    x = torch.zeros(shape, dtype=torch.float64, device=device)
     pairs = query_pairs()
 
     def randn():
@@ -225,8 +235,10 @@ def query_times(shape: tuple, repeats: int) -> dict:
         action()  # warm-up
     for _ in range(repeats):
         for name, action in cases.items():
+            finish(device)
             start = time.perf_counter()
             action()
+            finish(device)
             times[name].append(time.perf_counter() - start)
     out = {}
     for name, values in times.items():
@@ -252,11 +264,11 @@ def query_times(shape: tuple, repeats: int) -> dict:
     return {"shape": list(shape), "repeats": repeats, "cases": out, "targets": targets}
 
 
-def brownian_queries(repeats: int) -> dict:
-    """Query times at each of QUERY_SHAPES (the larger with fewer repeats: BrownianPath takes ~1 s a query
-    there) and peak memory at MEMORY_SHAPE."""
+def brownian_queries(repeats: int, device=CPU) -> dict:
+    """Query times on `device` at each of QUERY_SHAPES (the larger with fewer repeats: BrownianPath takes ~2 s
+    a query there on the CPU) and peak memory on the CPU at MEMORY_SHAPE."""
     timings = [
-        query_times(shape, repeats if shape == QUERY_SHAPES[0] else max(3, repeats // 3))
+        query_times(shape, repeats if shape == QUERY_SHAPES[0] else max(3, repeats // 3), device)
         for shape in QUERY_SHAPES
     ]
     x_bytes = 8 * math.prod(MEMORY_SHAPE)
@@ -302,7 +314,8 @@ def markdown(payload: dict) -> str:
         "# Benchmarks",
         "",
         f"{payload['machine']['processor'] or payload['machine']['machine']}, {payload['machine']['threads']} "
-        f"torch threads, torch {torch.__version__}, device cpu.",
+        f"torch threads, torch {torch.__version__}, device {payload['device']} (solver overhead and query "
+        "times; memory, scaling and the peers on the CPU).",
         "",
         f"## Solver overhead ({overhead['steps']} steps, batch {overhead['batch']}, 8x8)",
         "",
@@ -402,7 +415,14 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--no-peers", action="store_true", help="speed only: skip the peers' quality runs")
+    parser.add_argument(
+        "--device", default="cpu", help="where the solver overhead and query times run: cpu, cuda"
+    )
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda, but torch sees no CUDA device")
+    described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     payload = {
         "provenance": provenance(),
         "machine": {
@@ -410,9 +430,9 @@ def main(argv=None) -> int:
             "processor": platform.processor(),
             "threads": torch.get_num_threads(),
         },
-        "device": "cpu",
-        "solver_overhead": solver_overhead(load_checkpoint(), args.repeats),
-        "brownian": brownian_queries(args.repeats),
+        "device": described,
+        "solver_overhead": solver_overhead(load_checkpoint(), args.repeats, device),
+        "brownian": brownian_queries(args.repeats, device),
         "scaling": scaling(args.repeats),
     }
     if not args.no_peers:
