@@ -119,8 +119,12 @@ class AdaptiveBrownianPath(SeededNoise):
             total = piece if total is None else total + piece
         parts = part_b if part_a is None else (-part_a if part_b is None else part_b - part_a)
         if total is None:
-            return self._output(parts)
-        return self._output(total if parts is None else total + parts)
+            total = parts.clone() if parts is part_b else parts
+        elif parts is None:
+            total = total.clone() if last == first + 1 else total  # one piece: the cached tensor itself
+        else:
+            total = total + parts
+        return self._output(total)  # never a cached tensor: callers may change what they get in place
 
     # ----------------------------------------------------------------------------------------- the tree
 

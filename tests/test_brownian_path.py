@@ -373,3 +373,17 @@ def test_cuda_draws_agree_with_cpu(path_type):
         assert on_cuda.device.type == "cuda"
         assert torch.allclose(on_cuda.cpu(), on_cpu, rtol=1e-12, atol=1e-12 * on_cpu.abs().max().item())
     assert torch.allclose(cuda.fresh(3).cpu(), cpu.fresh(3), rtol=1e-13, atol=0)
+
+
+@path_types
+def test_changing_an_answer_in_place_does_not_change_the_path(path_type):
+    path = path_type(torch.zeros(4, 3, dtype=torch.float64), SIGMA_MIN, SIGMA_MAX, seed=5)
+    for functional, a, b in [(B, 0.0, 1.0), (P, 0.0, 0.4), (P, 0.4, 1.0), (M, 0.2, 0.3)]:
+        first = path.increment(functional, a, b)
+        expected = first.clone()
+        first.mul_(0.0)
+        assert torch.equal(path.increment(functional, a, b), expected)
+    noise = path(3.0, 2.0)
+    expected = noise.clone()
+    noise.add_(1.0)
+    assert torch.equal(path(3.0, 2.0), expected)
