@@ -27,10 +27,12 @@ given up: the path depends on the sequence of queried times (and on which functi
 since an unresolved functional fixes midpoint splits), so two grids get two different paths. Use
 BrownianPath (or PartitionPath) where one path must serve several grids, e.g. strong-error experiments.
 
-Cost: a forward B query, one normal per element and a few additions; a functional that needs resolution,
+Cost: a forward B query, one normal per element and a few additions (the first moments of the next top
+pieces are drawn together where x is small, so that the fixed cost of a tensor operation is shared); a functional that needs resolution,
 LEGENDRE_DEGREE + 1 normals per node of its resolution tree (about twice the leaves); an interior query, the
 moments along the tree to it, 2 (LEGENDRE_DEGREE + 1) normals per level. Memory: the tree (a few numbers per
-node, no tensors), the last _CACHED_INCREMENTS top-piece increments and in-piece parts per functional.
+node, no tensors), the last _CACHED_INCREMENTS top-piece increments and in-piece parts per functional, and
+at most one chunk (2^18 numbers) of first moments drawn ahead.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import torch
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
 from seeds.solvers.brownian_laws import bridge_moment_law
 from seeds.solvers.brownian_path import (
+    _CHUNK_ELEMENTS,
     _TAIL_TOLERANCE,
     SeededNoise,
     _combine,
@@ -58,6 +61,7 @@ from seeds.solvers.noise import resolve_functional
 
 _MOMENTS = LEGENDRE_DEGREE + 1
 _TOP_STREAM, _SPLIT_STREAM = 4, 5
+_TOP, _CHILD = 0, 1
 # Top-piece increments and in-piece parts kept per functional: a step's start, stages and end.
 _CACHED_INCREMENTS = 4
 # A time this many float64 ulps (of the largest |lambda|) from a node boundary is that boundary: no sliver
@@ -68,9 +72,12 @@ _FINEST_FRACTION_OF_A_LEAF = 2.0**-24
 
 
 class _Node:
+    """key: (_TOP, index) for top pieces, numbered in the order they open, or (_CHILD, index) for the
+    children of splits; it keys the node's draws."""
+
     __slots__ = ("left", "right", "key", "split", "children")
 
-    def __init__(self, left: float, right: float, key: int):
+    def __init__(self, left: float, right: float, key: tuple[int, int]):
         self.left, self.right, self.key = left, right, key
         self.split = None
         self.children = None
@@ -97,7 +104,12 @@ class AdaptiveBrownianPath(SeededNoise):
         self._finest = 2 * LEGENDRE_MAX_HALF_LENGTH * _FINEST_FRACTION_OF_A_LEAF
         self._boundaries: list[float] = []  # top piece i spans boundaries[i] .. boundaries[i + 1]
         self._tops: list[_Node] = []
-        self._keys = 0
+        self._opened = {_TOP: 0, _CHILD: 0}
+        # a forward B query draws one normal per element: the first moments of the next top pieces are drawn
+        # together, as many as fit one chunk (at small sizes each tensor operation's fixed cost is what the
+        # normals cost); the draws are keyed by piece, so drawing ahead never changes a value
+        self._rows_ahead = max(1, min(16, _CHUNK_ELEMENTS // (self._batch * self._elements)))
+        self._first_moments_ahead: dict = {}
         self._weights: dict = {}
         self._increments: dict = {}  # functional -> OrderedDict(node key -> increment over the top piece)
         self._parts: dict = {}  # functional -> OrderedDict(time -> K(time) - K(its top piece's left end))
@@ -128,9 +140,9 @@ class AdaptiveBrownianPath(SeededNoise):
 
     # ----------------------------------------------------------------------------------------- the tree
 
-    def _new_node(self, left: float, right: float) -> _Node:
-        self._keys += 1
-        return _Node(left, right, self._keys)
+    def _new_node(self, left: float, right: float, kind: int) -> _Node:
+        self._opened[kind] += 1
+        return _Node(left, right, (kind, self._opened[kind]))
 
     def _place(self, lam: float) -> float:
         """lam on the tree: clamped to the range, snapped to a top boundary within _SNAP_UNITS, and covered
@@ -145,10 +157,10 @@ class AdaptiveBrownianPath(SeededNoise):
             if 0 <= neighbour < len(bounds) and abs(bounds[neighbour] - lam) <= self._snap:
                 return bounds[neighbour]
         if index == len(bounds):
-            self._tops.append(self._new_node(bounds[-1], lam))
+            self._tops.append(self._new_node(bounds[-1], lam, _TOP))
             bounds.append(lam)
         elif index == 0:
-            self._tops.insert(0, self._new_node(lam, bounds[0]))
+            self._tops.insert(0, self._new_node(lam, bounds[0], _TOP))
             bounds.insert(0, lam)
         return lam
 
@@ -187,18 +199,26 @@ class AdaptiveBrownianPath(SeededNoise):
 
     def _split(self, node: _Node, at: float) -> None:
         node.split = at
-        node.children = (self._new_node(node.left, at), self._new_node(at, node.right))
+        node.children = (self._new_node(node.left, at, _CHILD), self._new_node(at, node.right, _CHILD))
 
     # ---------------------------------------------------------------------------------------- the draws
 
     def _top_moments(self, node: _Node, count: int) -> torch.Tensor:
         """The first `count` unit moments of a top piece: (moment, batch * elements), independent normals."""
-        return self._normals(_node_words(_TOP_STREAM, 0, node.key, count))
+        if count > 1 or self._rows_ahead == 1:
+            return self._normals(_node_words(_TOP_STREAM, *node.key, count))
+        ahead = self._first_moments_ahead
+        if node.key not in ahead:
+            keys = [(_TOP, node.key[1] + i) for i in range(self._rows_ahead)]
+            rows = self._normals(np.hstack([_node_words(_TOP_STREAM, *key, 1) for key in keys]))
+            ahead.clear()
+            ahead.update((key, rows[i : i + 1]) for i, key in enumerate(keys))
+        return ahead.pop(node.key)
 
     def _children_moments(self, node: _Node, moments: torch.Tensor):
         """The two children's moments from the parent's (all of them) and the split's normals."""
         fraction = (node.split - node.left) / (node.right - node.left)
-        split_normals = self._normals(_node_words(_SPLIT_STREAM, 0, node.key, _MOMENTS))
+        split_normals = self._normals(_node_words(_SPLIT_STREAM, *node.key, _MOMENTS))
         sources = [*moments.unbind(0), *split_normals.unbind(0)]
         children = _combine(_bridge_coefficients(fraction).to(self.device), sources)
         return children[:_MOMENTS], children[_MOMENTS:]

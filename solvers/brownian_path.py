@@ -318,7 +318,8 @@ class SeededNoise:
         return lam_a, lam_b
 
     def _output(self, value):
-        return value.reshape(self.shape).to(self.dtype)
+        value = value.reshape(self.shape)
+        return value if value.dtype == self.dtype else value.to(self.dtype)
 
     def _normals(self, words):
         """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`."""

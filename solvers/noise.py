@@ -5,8 +5,12 @@ section 2). Solvers ask a noise source for K(lambda_b) - K(lambda_a) with lambda
 current step; every stage noise of a step is an increment of the same K from the same start, which is
 what makes the split exact (section 3).
 
-Two sources:
-- `seeds.solvers.BrownianPath`: the exact joint law of all functionals, per-sample seeds.
+Sources:
+- `seeds.solvers.brownian_path.BrownianPath`: the exact joint law of all functionals, per-sample seeds, one
+  path whatever times are asked (each new time costs a tree descent);
+- `seeds.solvers.adaptive_path.AdaptiveBrownianPath`: the same law and seeds, refined at the queried times
+  (about one randn_like per sampler query; the path depends on the query sequence);
+- `seeds.solvers.partition_path.PartitionPath`: the same law on a partition fixed before the run;
 - `IndependentPieces`: k-diffusion's convention (a noise_sampler(sigma, sigma_next) returning N(0, I), or
   torch's global generator); each new piece of a step is sqrt(clock increment) * z, the exact law of one
   functional because K is a time-changed Brownian motion on its clock int k^2.

@@ -387,3 +387,17 @@ def test_changing_an_answer_in_place_does_not_change_the_path(path_type):
     expected = noise.clone()
     noise.add_(1.0)
     assert torch.equal(path(3.0, 2.0), expected)
+
+
+def test_adaptive_first_moments_drawn_ahead_are_the_values_drawn_one_by_one():
+    x = torch.zeros(8, 2, dtype=torch.float64)
+    ahead, one_by_one = (AdaptiveBrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=4) for _ in range(2))
+    assert ahead._rows_ahead > 1
+    one_by_one._rows_ahead = 1
+    sigmas = np.geomspace(SIGMA_MAX, SIGMA_MIN, 40)
+
+    def answers(path):
+        noise = [path(s, t) for s, t in zip(sigmas[:-1], sigmas[1:])]
+        return noise + [path.increment(P, 0.1, 0.2)]  # a piece needing all its moments, after draws ahead
+
+    assert all(torch.equal(a, b) for a, b in zip(answers(ahead), answers(one_by_one)))
