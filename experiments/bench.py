@@ -143,16 +143,19 @@ def noise_samplers() -> dict:
         from seeds.experiments.peers import k_diffusion_sampling
 
         tree = k_diffusion_sampling().BrownianTreeNoiseSampler
-        makers[TORCHSDE] = lambda x: tree(x, torch.tensor(SIGMA_MIN), torch.tensor(SIGMA_MAX), seed=3)
+        makers[TORCHSDE] = lambda x: tree(
+            x, torch.tensor(SIGMA_MIN, device=x.device), torch.tensor(SIGMA_MAX, device=x.device), seed=3
+        )
     except ModuleNotFoundError as error:
         print(f"skipping the torchsde comparison: {error}", file=sys.stderr)
     return makers
 
 
 def run_queries(make, x, pairs) -> None:
+    """The queries as k-diffusion's samplers make them: noise levels as tensors on x's device."""
     sampler = make(x)
     for sigma, sigma_next in pairs:
-        sampler(torch.tensor(sigma), torch.tensor(sigma_next))
+        sampler(torch.tensor(sigma, device=x.device), torch.tensor(sigma_next, device=x.device))
 
 
 def _status_bytes(field: str) -> int:
