@@ -139,31 +139,11 @@ def draw(sampler: Sampler, model, x: torch.Tensor, budget: int, seed: int) -> tu
 
 @dataclass(frozen=True)
 class PeerCell:
-    """One stored result; `code` (code_digest) keys it to the sources that computed it, so a changed solver,
-    path or model never reuses a stale cell."""
-
     problem: str
     sampler: str
     budget: int
     samples: int
-    seed: int
-    code: str
-
-
-def code_digest() -> str:
-    """sha256 of the solvers, the experiments and the committed model folder: what a peer cell depends on
-    (k-diffusion is pinned in PEER_PACKAGES)."""
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for folder in ("solvers", "experiments"):
-        for file in sorted((root / folder).rglob("*")):
-            if file.is_file() and (file.suffix in (".py", ".json", ".safetensors", ".npz")):
-                digest.update(file.relative_to(root).as_posix().encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    seed: int = 0
 
 
 PROBLEM_SAMPLES = {"gaussian": 4000, "digits": 4000, "learned": 512}
@@ -221,15 +201,14 @@ def quality_vs_nfe(store_folder, budgets=NFE_BUDGETS, samplers=SAMPLERS, seed: i
     from seeds.experiments.results import CellStore
 
     store = CellStore(store_folder)
-    code = code_digest()
-    out = {"budgets": list(budgets), "code": code, "problems": {}}
+    out = {"budgets": list(budgets), "problems": {}}
     for name, (title, model, start, measure, floor) in problems().items():
         x = start(PROBLEM_SAMPLES[name], seed)
         rows, agreement = [], []
         for budget in budgets:
             outputs = {}
             for sampler in samplers:
-                cell = PeerCell(name, sampler.label, budget, PROBLEM_SAMPLES[name], seed, code)
+                cell = PeerCell(name, sampler.label, budget, PROBLEM_SAMPLES[name], seed)
                 result = store.load(_key(cell))
                 if result is None or sampler.label in SAME_METHOD:
                     samples, nfe = draw(sampler, model, x, budget, seed)

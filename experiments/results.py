@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import os
@@ -70,8 +72,23 @@ def git_commit() -> str | None:
     return completed.stdout.strip() + ("+dirty" if dirty else "")
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of what a stored result depends on besides its cell: the solvers' and experiments' sources and
+    the committed data beside them (models, fitted mixtures)."""
+    digest = hashlib.sha256()
+    for folder in ("solvers", "experiments"):
+        for file in sorted((ROOT / folder).rglob("*")):
+            if file.is_file() and file.suffix in (".py", ".json", ".npz", ".safetensors"):
+                digest.update(file.relative_to(ROOT).as_posix().encode())
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class CellStore:
-    """One JSON file per finished cell, keyed by the cell's hash: a restarted run skips finished cells."""
+    """One JSON file per finished cell, keyed by the cell's hash: a restarted run skips finished cells. Each
+    file records the code_digest() that computed it, and a cell computed by other code counts as missing, so
+    a changed solver or experiment never reuses a stale result (it is recomputed and overwritten)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -83,10 +100,11 @@ class CellStore:
         path = self.path(key)
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        return result if result.pop("code", None) == code_digest() else None
 
     def save(self, key: str, result: dict) -> None:
-        atomic_write_json(self.path(key), {**result, "provenance": provenance()})
+        atomic_write_json(self.path(key), {**result, "code": code_digest(), "provenance": provenance()})
 
     def load_or_run(self, cell, run) -> dict:
         """The stored result of `cell`, or run(cell), saved before it is returned."""

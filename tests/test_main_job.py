@@ -85,3 +85,23 @@ def test_interrupted_run_resumes_without_recomputing(tiny_job, tmp_path, monkeyp
         assert (tmp_path / "figures_b" / f"{figure}.png").exists() and (
             tmp_path / "figures_b" / f"{figure}.pdf"
         ).exists()
+
+
+def test_a_cell_computed_by_other_code_is_recomputed(tmp_path):
+    from seeds.experiments.results import CellStore, code_digest
+
+    store = CellStore(tmp_path)
+    store.save("cell", {"value": 1})
+    assert store.load("cell")["value"] == 1
+    stale = json.loads(store.path("cell").read_text())
+    assert stale["code"] == code_digest()
+    stale["code"] = "another version"
+    store.path("cell").write_text(json.dumps(stale))
+    assert store.load("cell") is None
+
+    class Cell:
+        def key(self):
+            return "cell"
+
+    assert store.load_or_run(Cell(), lambda cell: {"value": 2})["value"] == 2
+    assert store.load("cell")["value"] == 2
