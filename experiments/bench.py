@@ -69,16 +69,17 @@ def finish(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds_of(action, device=CPU) -> float:
+    finish(device)
+    start = time.perf_counter()
+    action()
+    finish(device)
+    return time.perf_counter() - start
+
+
 def timed(action, repeats: int, device=CPU) -> list[float]:
     action()  # warm-up: first calls allocate and build caches
-    times = []
-    for _ in range(repeats):
-        finish(device)
-        start = time.perf_counter()
-        action()
-        finish(device)
-        times.append(time.perf_counter() - start)
-    return times
+    return [seconds_of(action, device) for _ in range(repeats)]
 
 
 class StoredOutput(torch.nn.Module):
@@ -151,6 +152,12 @@ def noise_samplers() -> dict:
     return makers
 
 
+def randn_queries(x, pairs) -> None:
+    """What the sources are measured against: one randn_like of x per query."""
+    for _ in pairs:
+        torch.randn_like(x)
+
+
 def run_queries(make, x, pairs) -> None:
     """The queries as k-diffusion's samplers make them: noise levels as tensors on x's device."""
     sampler = make(x)
@@ -174,17 +181,9 @@ def peak_memory(name: str, shape: tuple) -> int | None:
     pairs = query_pairs()
     torch.randn_like(x[:1])  # the first torch call allocates its own buffers: not the source's
     if name == "randn_like":
-
-        def action():
-            for _ in pairs:
-                torch.randn_like(x)
-    else:
-        make = noise_samplers()[name]
-
-        def action():
-            run_queries(make, x, pairs)
-
-    return peak_during(action)
+        return peak_during(lambda: randn_queries(x, pairs))
+    make = noise_samplers()[name]
+    return peak_during(lambda: run_queries(make, x, pairs))
 
 
 def peak_during(action) -> int | None:
@@ -226,23 +225,14 @@ def query_times(shape: tuple, repeats: int, device=CPU) -> dict:
     slow spell of the machine hits all of them; ratios of medians, and the targets."""
     x = torch.zeros(shape, dtype=torch.float64, device=device)
     pairs = query_pairs()
-
-    def randn():
-        for _ in pairs:
-            torch.randn_like(x)
-
     cases = {name: (lambda make=make: run_queries(make, x, pairs)) for name, make in noise_samplers().items()}
-    cases["randn_like"] = randn
+    cases["randn_like"] = lambda: randn_queries(x, pairs)
     times = {name: [] for name in cases}
     for action in cases.values():
         action()  # warm-up
     for _ in range(repeats):
         for name, action in cases.items():
-            finish(device)
-            start = time.perf_counter()
-            action()
-            finish(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(seconds_of(action, device))
     out = {}
     for name, values in times.items():
         seconds = spread(values)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from seeds.experiments.learned import EDM_CHURN
+
 PEER_PACKAGES = ("k-diffusion==0.1.1.post1", "torchsde==0.2.6", "torchdiffeq==0.2.5", "trampoline==0.1.2")
 INSTALL = "pip install --no-deps " + " ".join(f'"{p}"' for p in PEER_PACKAGES) + "   (or: make peers)"
 
@@ -61,7 +63,6 @@ def _torchvision_stubs() -> dict:
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 NFE_BUDGETS = (7, 13, 25, 49)  # 6 2^k + 1: every method below spends exactly the budget (final step: one NFE)
-EDM_CHURN = {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.0}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class Sampler:
 
 SAMPLERS = (
     Sampler("k-diffusion euler_ancestral", "sample_euler_ancestral", noise_sampler=True),
-    Sampler("k-diffusion heun (churn 40)", "sample_heun", tuple(EDM_CHURN.items()), 2),
+    # EDM's churn settings as our edm-heun runs them in the learned experiments (k-diffusion: the same names)
+    Sampler("k-diffusion heun (churn 40)", "sample_heun", EDM_CHURN[1], 2),
     Sampler("k-diffusion dpmpp_sde", "sample_dpmpp_sde", (), 2, noise_sampler=True),
     Sampler("k-diffusion dpmpp_2m", "sample_dpmpp_2m"),
     Sampler("k-diffusion dpmpp_2m_sde", "sample_dpmpp_2m_sde", noise_sampler=True),
@@ -145,6 +147,11 @@ class PeerCell:
     samples: int
     seed: int = 0
 
+    def key(self) -> str:
+        from seeds.experiments.convergence import cell_key
+
+        return cell_key(self)
+
 
 PROBLEM_SAMPLES = {"gaussian": 4000, "digits": 4000, "learned": 512}
 
@@ -209,12 +216,12 @@ def quality_vs_nfe(store_folder, budgets=NFE_BUDGETS, samplers=SAMPLERS, seed: i
             outputs = {}
             for sampler in samplers:
                 cell = PeerCell(name, sampler.label, budget, PROBLEM_SAMPLES[name], seed)
-                result = store.load(_key(cell))
+                result = store.load(cell.key())
                 if result is None or sampler.label in SAME_METHOD:
                     samples, nfe = draw(sampler, model, x, budget, seed)
                     outputs[sampler.label] = samples
                     result = {"cell": asdict(cell), "nfe": nfe, **measure(samples)}
-                    store.save(_key(cell), result)
+                    store.save(cell.key(), result)
                 rows.append(result)
             if all(label in outputs for label in SAME_METHOD):
                 difference = float((outputs[SAME_METHOD[0]] - outputs[SAME_METHOD[1]]).abs().max())
@@ -226,9 +233,3 @@ def quality_vs_nfe(store_folder, budgets=NFE_BUDGETS, samplers=SAMPLERS, seed: i
                     )
         out["problems"][name] = {"title": title, "floor": floor, "rows": rows, "agreement": agreement}
     return out
-
-
-def _key(cell: PeerCell) -> str:
-    from seeds.experiments.convergence import cell_key
-
-    return cell_key(cell)

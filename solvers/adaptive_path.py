@@ -237,10 +237,7 @@ class AdaptiveBrownianPath(SeededNoise):
         if degree is not None:
             if moments is None:
                 moments = self._top_moments(node, degree + 1)
-            total = weights[0] * moments[0]
-            for j in range(1, degree + 1):
-                total += weights[j] * moments[j]
-            return total
+            return _combine(weights, moments[: degree + 1])
         if node.right - node.left < self._finest:
             raise ValueError(
                 f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments even "
@@ -257,16 +254,18 @@ class AdaptiveBrownianPath(SeededNoise):
         )
 
     def _resolution(self, functional, node: _Node):
-        """(moment weights, the lowest degree whose tail is within _TAIL_TOLERANCE, or None)."""
+        """(moment weights as a float64 CPU tensor, the lowest degree whose tail is within _TAIL_TOLERANCE, or
+        None)."""
         key = (functional, node.key)
         if key not in self._weights and getattr(functional, "rate", None) == 0:
             # a constant kernel is its mean on any node: no quadrature (the noise_sampler's B, every query)
-            self._weights[key] = ([functional.scale * math.sqrt(node.right - node.left)], 0)
+            weight = functional.scale * math.sqrt(node.right - node.left)
+            self._weights[key] = (torch.tensor([weight], dtype=torch.float64), 0)
         if key not in self._weights:
             half = np.array([(node.right - node.left) / 2])
             values = _kernel_values(functional.kernel, np.array([(node.left + node.right) / 2]), half)
             weights = _moment_weights(values, half)
             within = _relative_tails(weights)[0] <= _TAIL_TOLERANCE
             degree = int(np.argmax(within)) if within.any() else None
-            self._weights[key] = ([float(w) for w in weights[0, :_MOMENTS]], degree)
+            self._weights[key] = (torch.from_numpy(weights[0, :_MOMENTS]), degree)
         return self._weights[key]

@@ -22,7 +22,13 @@ import torch
 from seeds.solvers import brownian_laws
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
 from seeds.solvers.adaptive_path import AdaptiveBrownianPath
-from seeds.solvers.brownian_path import SPLIT_DEGREES, BrownianPath, kernel_moment_weights
+from seeds.solvers.brownian_path import (
+    SPLIT_DEGREES,
+    BrownianPath,
+    _node_words,
+    _row_words,
+    kernel_moment_weights,
+)
 from seeds.solvers.noise import B, EDMFunctional, ExponentialFunctional, M, P, functional_for
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
@@ -89,6 +95,14 @@ def test_leaf_moment_weights_agree_with_the_generated_legendre_maps():
         weights, tail = kernel_moment_weights(functional.kernel, a, b)
         assert np.allclose(weights, expected[row], rtol=0, atol=1e-14 * np.abs(expected[row]).max())
         assert tail < 1e-13
+
+
+def test_one_node_hash_words_are_the_row_words_of_its_moments():
+    """The per-node fast path (Python ints) is the same hash as the vectorised one: one family of draws."""
+    for stream, depth, node in [(1, 0, 5), (4, 1, (1 << 33) + 7), (5, 0, 2**40 - 1)]:
+        moments = np.arange(LEGENDRE_DEGREE + 1)
+        expected = _row_words(stream, depth, node & 0xFFFFFFFF, node >> 32, moments)
+        assert np.array_equal(_node_words(stream, depth, node, LEGENDRE_DEGREE + 1), expected)
 
 
 @pytest.mark.parametrize("degree", range(LEGENDRE_DEGREE + 1))
