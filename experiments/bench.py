@@ -50,7 +50,10 @@ TARGET_SPEEDUP_OVER_TORCHSDE = 10.0
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 CPU = torch.device("cpu")
 QUERY_SHAPES, MEMORY_SHAPE = [(BATCH, 64), (BATCH, 784)], (BATCH, 784)
+# a GPU is launch-bound at the small sizes; images of 3x64x64 show where the arithmetic starts to count
+CUDA_QUERY_SHAPES = QUERY_SHAPES + [(BATCH, 3 * 64 * 64)]
 TORCHSDE = "k-diffusion BrownianTreeNoiseSampler (torchsde)"
+LEVELS_THEN_RANDN = "randn_like after reading both levels (floor)"
 PATH_TYPES = {"BrownianPath": BrownianPath, "AdaptiveBrownianPath": AdaptiveBrownianPath}
 
 
@@ -135,11 +138,24 @@ def query_pairs() -> list[tuple[float, float]]:
     return list(zip(levels[:-1], levels[1:]))
 
 
+def levels_then_randn(x):
+    """The least that a noise sampler whose answer depends on the noise levels does per query, when k-diffusion
+    passes the levels as tensors on x's device: read both (on a GPU a synchronisation and two copies to the
+    host) and draw."""
+
+    def sampler(sigma, sigma_next):
+        float(sigma), float(sigma_next)
+        return torch.randn_like(x)
+
+    return sampler
+
+
 def noise_samplers() -> dict:
     """name -> make(x): a k-diffusion noise_sampler(sigma, sigma_next) for x (torchsde's only when installed)."""
     makers = {
         name: lambda x, kind=kind: kind(x, SIGMA_MIN, SIGMA_MAX, seed=3) for name, kind in PATH_TYPES.items()
     }
+    makers[LEVELS_THEN_RANDN] = levels_then_randn
     try:
         from seeds.experiments.peers import k_diffusion_sampling
 
@@ -257,12 +273,31 @@ def query_times(shape: tuple, repeats: int, device=CPU) -> dict:
     return {"shape": list(shape), "repeats": repeats, "cases": out, "targets": targets}
 
 
+def device_peak_memory(name: str, shape: tuple, device: torch.device) -> int:
+    """Bytes by which the CUDA allocator's allocated memory peaks above its level before `name` answers the
+    query pattern on a zero x of `shape` on `device` (the allocator counts exactly: no fresh process needed)."""
+    x = torch.zeros(shape, dtype=torch.float64, device=device)
+    pairs = query_pairs()
+    torch.randn_like(x[:1])
+    finish(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    if name == "randn_like":
+        randn_queries(x, pairs)
+    else:
+        run_queries(noise_samplers()[name], x, pairs)
+    finish(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
 def brownian_queries(repeats: int, device=CPU) -> dict:
-    """Query times on `device` at each of QUERY_SHAPES (the larger with fewer repeats: BrownianPath takes ~2 s
-    a query there on the CPU) and peak memory on the CPU at MEMORY_SHAPE."""
+    """Query times on `device` at each of QUERY_SHAPES (CUDA_QUERY_SHAPES on a GPU; the larger with fewer
+    repeats: BrownianPath takes ~2 s a query at 256x784 on the CPU) and peak memory at MEMORY_SHAPE: live
+    memory of the process on the CPU and, on a GPU, the device memory too."""
+    shapes = CUDA_QUERY_SHAPES if device.type == "cuda" else QUERY_SHAPES
     timings = [
-        query_times(shape, repeats if shape == QUERY_SHAPES[0] else max(3, repeats // 3), device)
-        for shape in QUERY_SHAPES
+        query_times(shape, repeats if shape == shapes[0] else max(3, repeats // 3), device)
+        for shape in shapes
     ]
     x_bytes = 8 * math.prod(MEMORY_SHAPE)
     memory = {}
@@ -272,6 +307,11 @@ def brownian_queries(repeats: int, device=CPU) -> dict:
             "peak_memory_bytes": peak,
             "peak_memory_in_x": None if peak is None else peak / x_bytes,
         }
+        if device.type == "cuda":
+            on_device = device_peak_memory(name, MEMORY_SHAPE, device)
+            memory[name].update(
+                peak_device_memory_bytes=on_device, peak_device_memory_in_x=on_device / x_bytes
+            )
     return {
         "queries_per_run": len(query_pairs()),
         "timings": timings,
@@ -307,8 +347,8 @@ def markdown(payload: dict) -> str:
         "# Benchmarks",
         "",
         f"{payload['machine']['processor'] or payload['machine']['machine']}, {payload['machine']['threads']} "
-        f"torch threads, torch {torch.__version__}, device {payload['device']} (solver overhead and query "
-        "times; memory, scaling and the peers on the CPU).",
+        f"torch threads, torch {torch.__version__}, device {payload['device']} (solver overhead, query "
+        "times and, on a GPU, device memory; process memory, scaling and the peers on the CPU).",
         "",
         f"## Solver overhead ({overhead['steps']} steps, batch {overhead['batch']}, 8x8)",
         "",
@@ -345,31 +385,35 @@ def markdown(payload: dict) -> str:
             f"- {name}: " + ", ".join(f"{target}: {'yes' if met else 'NO'}" for target, met in checks.items())
             for name, checks in timing["targets"].items()
         ]
+    on_device = all("peak_device_memory_bytes" in row for row in brownian["memory"].values())
     lines += [
         "",
         f"## Brownian noise: peak memory of the same queries at shape {brownian['memory_shape']}",
         "",
-        "| source | peak increase of live memory (MB) | in tensors like x |",
-        "|---|---|---|",
+        "| source | peak increase of live CPU memory (MB) | in tensors like x |"
+        + (" peak increase of device memory (MB) | in tensors like x |" if on_device else ""),
+        "|---|---|---|" + ("---|---|" if on_device else ""),
     ]
     for name, row in brownian["memory"].items():
         if row["peak_memory_bytes"] is None:
-            lines.append(f"| {name} | not measurable here (no /proc/self/clear_refs) | |")
+            line = f"| {name} | not measurable here (no /proc/self/clear_refs) | |"
         else:
-            lines.append(
-                f"| {name} | {row['peak_memory_bytes'] / 2**20:.1f} | {row['peak_memory_in_x']:.1f} |"
-            )
-    lines += [
-        "",
-        "## Scaling (SEEDS-3/data; seconds, min / median / max)",
-        "",
-        "| what | size | seconds |",
-        "|---|---|---|",
-    ]
-    for row in payload["scaling"]["rows"]:
-        size = f"{row['paths']} paths, dim {row['dim']}" if "paths" in row else f"{row['steps']} steps"
-        t = row["seconds"]
-        lines.append(f"| {row['kind']} | {size} | {t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} |")
+            line = f"| {name} | {row['peak_memory_bytes'] / 2**20:.1f} | {row['peak_memory_in_x']:.1f} |"
+        if on_device:
+            line += f" {row['peak_device_memory_bytes'] / 2**20:.1f} | {row['peak_device_memory_in_x']:.1f} |"
+        lines.append(line)
+    if payload.get("scaling"):
+        lines += [
+            "",
+            "## Scaling (SEEDS-3/data; seconds, min / median / max)",
+            "",
+            "| what | size | seconds |",
+            "|---|---|---|",
+        ]
+        for row in payload["scaling"]["rows"]:
+            size = f"{row['paths']} paths, dim {row['dim']}" if "paths" in row else f"{row['steps']} steps"
+            t = row["seconds"]
+            lines.append(f"| {row['kind']} | {size} | {t['min']:.3f} / {t['median']:.3f} / {t['max']:.3f} |")
     if payload.get("peers"):
         from seeds.figures.peers import table
 
@@ -408,6 +452,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--figures", type=Path, default=ROOT / "figures")
     parser.add_argument("--no-peers", action="store_true", help="speed only: skip the peers' quality runs")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the CPU scaling runs")
     parser.add_argument(
         "--device", default="cpu", help="where the solver overhead and query times run: cpu, cuda"
     )
@@ -426,8 +471,9 @@ def main(argv=None) -> int:
         "device": described,
         "solver_overhead": solver_overhead(load_checkpoint(), args.repeats, device),
         "brownian": brownian_queries(args.repeats, device),
-        "scaling": scaling(args.repeats),
     }
+    if not args.no_scaling:
+        payload["scaling"] = scaling(args.repeats)
     if not args.no_peers:
         payload["peers"] = peer_quality(args.results, args.figures)
     atomic_write_json(args.results / "bench.json", payload)

@@ -33,9 +33,10 @@ def mixture_denoiser(means=(-1.0, 0.5, 1.5), variance=0.05, weights=(0.3, 0.3, 0
         level = per_sample(sigma, x).to(torch.float64)[..., None]
         total = variance + level**2
         z = x.to(torch.float64)[..., None]
-        log_post = log_weights - 0.5 * (z - means_t) ** 2 / total - 0.5 * torch.log(total)
+        means, log_prior = means_t.to(x.device), log_weights.to(x.device)
+        log_post = log_prior - 0.5 * (z - means) ** 2 / total - 0.5 * torch.log(total)
         post = torch.softmax(log_post, dim=-1)
-        component = means_t + variance / total * (z - means_t)
+        component = means + variance / total * (z - means)
         return (post * component).sum(-1).to(x.dtype)
 
     return denoiser

@@ -11,6 +11,7 @@ import torch
 from seeds.analysis import predicted_orders
 from seeds.experiments.exact_linear import exact_output_variance
 from seeds.solvers import EDM, GRIDS, GridError, ModelOutputError, make_method, sample
+from seeds.solvers.adaptive_path import AdaptiveBrownianPath
 from seeds.solvers.brownian_path import BrownianPath
 from seeds.solvers.noise import IndependentPieces, functional_for
 from tests.solver_problems import (
@@ -257,6 +258,25 @@ def test_float32_run_over_the_whole_range_stays_finite(method, options):
     assert result.samples.dtype == torch.float32
     assert torch.isfinite(result.samples).all()
     assert result.nfe == 24 * make_method(method, **options).nfe_per_step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CPU/CUDA agreement not checked")
+@pytest.mark.parametrize("path_type", [BrownianPath, AdaptiveBrownianPath])
+@pytest.mark.parametrize(("method", "options"), ALL_METHODS, ids=[method_id(*case) for case in ALL_METHODS])
+def test_a_solve_on_cuda_agrees_with_the_cpu(method, options, path_type):
+    """Same start, same seeded path, float64: the path's draws agree to 1e-12 relative on the two devices
+    (test_brownian_path) and 24 steps of a contracting solve add rounding of order 1e-15 per operation, so
+    the samples (of order 1) agree far inside 1e-9."""
+    x = torch.randn(64, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * SIGMA_MAX
+    samples = {}
+    for device in ("cpu", "cuda"):
+        start = x.to(device)
+        path = path_type(start, SIGMA_MIN, SIGMA_MAX, seed=list(range(64)))
+        samples[device] = sample(
+            mixture_denoiser(), start, grid(24, "edm"), method=method, path=path, **options
+        )
+    assert samples["cuda"].samples.device.type == "cuda"
+    assert torch.allclose(samples["cuda"].samples.cpu(), samples["cpu"].samples, rtol=1e-9, atol=1e-9)
 
 
 # --------------------------------------------------------------------------------------- bad input
