@@ -101,21 +101,27 @@ _NODE_SALTS = (0x13198A2E, 0x03707344)
 _ELEMENT_SALTS = (0x299F31D0, 0x082EFA98)
 
 
-def _mix32(x):
+def _mix32(x, scratch=None):
     """A 32-bit avalanche hash (Wellons' lowbias32 with hash-prospector constants) of an int, or of an int64
     numpy array or tensor.
 
     Both multipliers are below 2^31, so a 32-bit value times either stays below 2^63: no overflow anywhere.
-    An array argument is overwritten (augmented assignments work in place): pass a temporary.
+    An array argument is overwritten (augmented assignments work in place): pass a temporary. A tensor
+    `scratch` of x's shape takes the shifted copies, which otherwise are three fresh allocations (on the
+    CPU, their page faults cost more than the arithmetic).
     """
-    x ^= x >> 16
+    x ^= _shifted(x, 16, scratch)
     x *= 0x21F0AAAD
     x &= _MASK32
-    x ^= x >> 15
+    x ^= _shifted(x, 15, scratch)
     x *= 0x735A2D97
     x &= _MASK32
-    x ^= x >> 15
+    x ^= _shifted(x, 15, scratch)
     return x
+
+
+def _shifted(x, bits: int, scratch):
+    return x >> bits if scratch is None else torch.bitwise_right_shift(x, bits, out=scratch)
 
 
 def _chain(lane, *words):
@@ -276,6 +282,7 @@ class SeededNoise:
         )
         # (lane, batch * elements): a normal is then one mix of this xor its row's word, per lane
         self._element_keys = _mix32(sample_lanes[:, :, None] ^ element_lanes[:, None, :]).reshape(2, -1)
+        self._workspace = None
 
     @staticmethod
     def _sample_keys(seed, batch):
@@ -322,21 +329,44 @@ class SeededNoise:
         return value if value.dtype == self.dtype else value.to(self.dtype)
 
     def _normals(self, words):
-        """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`."""
+        """Standard normals (row, batch * elements) for hash words (lane, row) from `_row_words`. On the CPU
+        they are hashed in chunks of whole rows through one kept workspace: fresh temporaries of this size
+        cost more in page faults than the hash's arithmetic (so a path is not for two threads at once). On a
+        GPU, in one pass through fresh buffers: its caching allocator recycles them at no cost, and every
+        chunk would cost its launches."""
         words = torch.from_numpy(words).to(self.device)
-        lanes = _mix32(self._element_keys[:, None, :] ^ words[:, :, None])  # (lane, row, element)
-        # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 is exact: a uniform on (-1, 1)
-        # that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is ndtri((k + 1/2) 2^-52)
-        # to an ulp in both tails (erfinv takes half the time of ndtri). Every float operation below is
-        # exact (power-of-two scalings, sums representable in float64), in few passes: at small sizes each
-        # tensor operation's fixed cost is what a normal costs
-        lanes >>= 6
-        high, low = lanes.to(torch.float64).unbind(0)
-        uniforms = torch.add(high * 2.0**-25, low, alpha=2.0**-51)
-        uniforms += (1 - 2.0**52) * 2.0**-52
-        normals = uniforms.erfinv_()
-        normals *= math.sqrt(2.0)
+        rows, numel = words.shape[1], self._element_keys.shape[1]
+        normals = torch.empty((rows, numel), dtype=torch.float64, device=self.device)
+        chunk = max(1, _CHUNK_ELEMENTS // numel) if self.device.type == "cpu" else rows
+        for start in range(0, rows, chunk):
+            stop = min(rows, start + chunk)
+            self._normals_into(normals[start:stop], words[:, start:stop])
         return normals
+
+    def _hash_buffers(self, size: int) -> torch.Tensor:
+        if self.device.type != "cpu":
+            return torch.empty((2, size), dtype=torch.int64, device=self.device)
+        if self._workspace is None or self._workspace.shape[1] < size:
+            self._workspace = torch.empty((2, size), dtype=torch.int64)
+        return self._workspace
+
+    def _normals_into(self, out, words):
+        size = 2 * words.shape[1] * self._element_keys.shape[1]
+        lanes, scratch = (buffer[:size].view(2, *out.shape) for buffer in self._hash_buffers(size))
+        torch.bitwise_xor(
+            self._element_keys[:, None, :], words[:, :, None], out=lanes
+        )  # (lane, row, element)
+        _mix32(lanes, scratch)
+        # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 = k 2^-51 + 2^-52 - 1 is exact: a
+        # uniform on (-1, 1) that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is
+        # ndtri((k + 1/2) 2^-52) to an ulp in both tails (erfinv takes half the time of ndtri). Every float
+        # operation below is exact (power-of-two scalings, sums representable in float64), so their order
+        # is free: it is chosen for the fewest passes and allocations, each of which costs about what the
+        # arithmetic does at these sizes
+        lanes >>= 6
+        high, low = lanes.unbind(0)
+        out.copy_(low).mul_(2.0**-26).add_(high).mul_(2.0**-25).add_(2.0**-52 - 1)
+        out.erfinv_().mul_(math.sqrt(2.0))
 
 
 class BrownianPath(SeededNoise):

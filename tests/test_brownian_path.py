@@ -105,6 +105,21 @@ def test_one_node_hash_words_are_the_row_words_of_its_moments():
         assert np.array_equal(_node_words(stream, depth, node, LEGENDRE_DEGREE + 1), expected)
 
 
+def test_normals_do_not_depend_on_how_rows_are_chunked(monkeypatch):
+    """On the CPU a request is hashed in chunks of whole rows through a kept workspace; one row per chunk,
+    all rows in one chunk, and a smaller request after the workspace grew give the same bits."""
+    import seeds.solvers.brownian_path as module
+
+    words = _row_words(1, 0, np.arange(5), 0, np.zeros(5, dtype=np.int64))
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    together = BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=4)._normals(words)
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", x.numel())
+    path = BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=4)
+    assert torch.equal(path._normals(words[:, :2]), together[:2])
+    assert torch.equal(path._normals(words), together)
+    assert together.shape == (5, 6) and torch.isfinite(together).all()
+
+
 @pytest.mark.parametrize("degree", range(LEGENDRE_DEGREE + 1))
 def test_truncated_bridge_law_is_the_marginal_of_the_full_one(degree):
     """What lets the tree drop degrees: the children's moments up to q given the parent's up to q, drawn
