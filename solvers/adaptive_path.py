@@ -69,9 +69,10 @@ _SNAP_UNITS = 8
 # A kernel still unresolved on nodes this much shorter than a leaf is refused (it is not smooth).
 _FINEST_FRACTION_OF_A_LEAF = 2.0**-24
 # First moments of top pieces drawn ahead in one go, in numbers: large enough that the per-operation cost of
-# the hash is shared, small enough that its workspace stays in cache and a 20-step run draws few it never
-# uses (2^16 measured 1.2-1.3x faster per query than 2^18 at 256 x 64 on the 2-core CPU; 2^15 slower again).
-_AHEAD_NUMBERS = 1 << 16
+# the hash is shared; on the CPU small enough that its workspace stays in cache and a 20-step run draws few
+# it never uses (2^16 measured 1.2-1.3x faster per query than 2^18 at 256 x 64 on the 2-core CPU, 2^15
+# slower again); on a GPU, where a draw costs its launches whatever its size, 2^18.
+_AHEAD_NUMBERS_CPU, _AHEAD_NUMBERS_GPU = 1 << 16, 1 << 18
 
 
 class _Node:
@@ -111,7 +112,8 @@ class AdaptiveBrownianPath(SeededNoise):
         # a forward B query draws one normal per element: the first moments of the next top pieces are drawn
         # together, as many as fit one chunk (at small sizes each tensor operation's fixed cost is what the
         # normals cost); the draws are keyed by piece, so drawing ahead never changes a value
-        self._rows_ahead = max(1, min(16, _AHEAD_NUMBERS // (self._batch * self._elements)))
+        ahead = _AHEAD_NUMBERS_CPU if self.device.type == "cpu" else _AHEAD_NUMBERS_GPU
+        self._rows_ahead = max(1, min(16, ahead // (self._batch * self._elements)))
         self._first_moments_ahead: dict = {}
         self._weights: dict = {}
         self._increments: dict = {}  # functional -> OrderedDict(node key -> increment over the top piece)
