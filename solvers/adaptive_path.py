@@ -71,8 +71,8 @@ _FINEST_FRACTION_OF_A_LEAF = 2.0**-24
 # First moments of top pieces drawn ahead in one go, in numbers: large enough that the per-operation cost of
 # the hash is shared; on the CPU small enough that its workspace stays in cache and a 20-step run draws few
 # it never uses (2^16 measured 1.2-1.3x faster per query than 2^18 at 256 x 64 on the 2-core CPU, 2^15
-# slower again); on a GPU, where a draw costs its launches whatever its size, 2^18.
-_AHEAD_NUMBERS_CPU, _AHEAD_NUMBERS_GPU = 1 << 16, 1 << 18
+# slower again); on a GPU, where a draw costs its launches whatever its size, 2^21 (16 MB).
+_AHEAD_NUMBERS_CPU, _AHEAD_NUMBERS_GPU = 1 << 16, 1 << 21
 
 
 class _Node:
