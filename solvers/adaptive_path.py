@@ -28,11 +28,13 @@ since an unresolved functional fixes midpoint splits), so two grids get two diff
 BrownianPath (or PartitionPath) where one path must serve several grids, e.g. strong-error experiments.
 
 Cost: a forward B query, one normal per element and a few additions (the first moments of the next top
-pieces are drawn together where x is small, so that the fixed cost of a tensor operation is shared); a functional that needs resolution,
-LEGENDRE_DEGREE + 1 normals per node of its resolution tree (about twice the leaves); an interior query, the
-moments along the tree to it, 2 (LEGENDRE_DEGREE + 1) normals per level. Memory: the tree (a few numbers per
-node, no tensors), the last _CACHED_INCREMENTS top-piece increments and in-piece parts per functional, and
-at most one chunk (2^18 numbers) of first moments drawn ahead.
+pieces are drawn together where x is small, so that the fixed cost of a tensor operation is shared); a
+functional that needs resolution, LEGENDRE_DEGREE + 1 normals per node of its resolution tree (about twice
+the leaves); an interior query, the moments along the tree to it, 2 (LEGENDRE_DEGREE + 1) normals per
+level. Memory: the tree (a few numbers per node, no tensors), the last _CACHED_INCREMENTS top-piece
+increments and in-piece parts per functional, the first moments drawn ahead (at most 2^16 numbers on the
+CPU, 2^21 on a GPU, where the hash temporaries of such a draw, 4 int64 per number, are ~64 MB more at its
+peak) and on the CPU the hash's workspace (see brownian_path).
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ D - T = 46 levels (376 at full degree), in about 25 tensor operations per 2^18 n
 A normal costs about what torch.randn_like spends on one on a CPU, so a new point costs ~140 randn_like of
 x; the depth is what exactness at the float64 resolution of lambda asks for. Memory: the cached leaf sums
 and point values (12 tensors like x per registered functional) and one chunk of normals (2^18 numbers per
-working tensor, or one block of 16 rows per element).
+working tensor, or one block of 16 rows per element); on the CPU the hash's kept workspace, 4 int64 per
+number of the largest chunk hashed (at most 2^18 numbers, or one row of batch * elements).
 """
 
 from __future__ import annotations
