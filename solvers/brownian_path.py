@@ -348,7 +348,10 @@ class SeededNoise:
         if self.device.type != "cpu":
             return torch.empty((2, size), dtype=torch.int64, device=self.device)
         if self._workspace is None or self._workspace.shape[1] < size:
-            self._workspace = torch.empty((2, size), dtype=torch.int64)
+            # a normal tensor even when first drawn under inference mode, so that the path can go on being
+            # queried outside it (inference tensors refuse in-place writes there)
+            with torch.inference_mode(False):
+                self._workspace = torch.empty((2, size), dtype=torch.int64)
         return self._workspace
 
     def _normals_into(self, out, words):

@@ -120,6 +120,24 @@ def test_normals_do_not_depend_on_how_rows_are_chunked(monkeypatch):
     assert together.shape == (5, 6) and torch.isfinite(together).all()
 
 
+@path_types
+@pytest.mark.parametrize("first_in_inference_mode", [True, False])
+def test_a_path_answers_in_and_out_of_inference_mode(path_type, first_in_inference_mode):
+    """Built and first asked in one mode, asked on in the other (a sampler under torch.inference_mode, then
+    a check outside it): no error, and the same values as a path asked in one mode throughout."""
+    x = torch.zeros(16, 8, dtype=torch.float64)  # P and M need moments no B query drew: new normals
+    queries = [(B, 0.0, 0.5), (P, 0.5, 1.0), (M, -1.0, 0.25)]
+    reference = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
+    expected = [reference.increment(*query) for query in queries]
+    with torch.inference_mode(first_in_inference_mode):
+        path = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
+        first = path.increment(*queries[0])
+    with torch.inference_mode(not first_in_inference_mode):
+        rest = [path.increment(*query) for query in queries[1:]]
+    for got, want in zip([first, *rest], expected):
+        assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("degree", range(LEGENDRE_DEGREE + 1))
 def test_truncated_bridge_law_is_the_marginal_of_the_full_one(degree):
     """What lets the tree drop degrees: the children's moments up to q given the parent's up to q, drawn
