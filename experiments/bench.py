@@ -181,6 +181,17 @@ def run_queries(make, x, pairs) -> None:
         sampler(torch.tensor(sigma, device=x.device), torch.tensor(sigma_next, device=x.device))
 
 
+def query_actions(x) -> dict:
+    """name -> action(): each source (randn_like included) answering the query pattern for x, as every
+    measurement runs it."""
+    pairs = query_pairs()
+    actions = {
+        name: (lambda make=make: run_queries(make, x, pairs)) for name, make in noise_samplers().items()
+    }
+    actions["randn_like"] = lambda: randn_queries(x, pairs)
+    return actions
+
+
 def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -194,12 +205,8 @@ def peak_memory(name: str, shape: tuple) -> int | None:
     zero x of `shape` (Linux: the peak is reset through /proc/self/clear_refs first; None where that is not
     possible). Outputs are dropped as they come, as a sampler uses them."""
     x = torch.zeros(shape, dtype=torch.float64)
-    pairs = query_pairs()
     torch.randn_like(x[:1])  # the first torch call allocates its own buffers: not the source's
-    if name == "randn_like":
-        return peak_during(lambda: randn_queries(x, pairs))
-    make = noise_samplers()[name]
-    return peak_during(lambda: run_queries(make, x, pairs))
+    return peak_during(query_actions(x)[name])
 
 
 def peak_during(action) -> int | None:
@@ -240,9 +247,8 @@ def query_times(shape: tuple, repeats: int, device=CPU) -> dict:
     """Seconds per query of every source on a zero x of `shape`, timed in turn within each repeat so that a
     slow spell of the machine hits all of them; ratios of medians, and the targets."""
     x = torch.zeros(shape, dtype=torch.float64, device=device)
-    pairs = query_pairs()
-    cases = {name: (lambda make=make: run_queries(make, x, pairs)) for name, make in noise_samplers().items()}
-    cases["randn_like"] = lambda: randn_queries(x, pairs)
+    queries = len(query_pairs())
+    cases = query_actions(x)
     times = {name: [] for name in cases}
     for action in cases.values():
         action()  # warm-up
@@ -253,7 +259,7 @@ def query_times(shape: tuple, repeats: int, device=CPU) -> dict:
     for name, values in times.items():
         seconds = spread(values)
         out[name] = {
-            "seconds_per_query": {k: v / len(pairs) if k != "repeats" else v for k, v in seconds.items()}
+            "seconds_per_query": {k: v / queries if k != "repeats" else v for k, v in seconds.items()}
         }
     base = out["randn_like"]["seconds_per_query"]["median"]
     for row in out.values():
@@ -277,15 +283,12 @@ def device_peak_memory(name: str, shape: tuple, device: torch.device) -> int:
     """Bytes by which the CUDA allocator's allocated memory peaks above its level before `name` answers the
     query pattern on a zero x of `shape` on `device` (the allocator counts exactly: no fresh process needed)."""
     x = torch.zeros(shape, dtype=torch.float64, device=device)
-    pairs = query_pairs()
+    action = query_actions(x)[name]
     torch.randn_like(x[:1])
     finish(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    if name == "randn_like":
-        randn_queries(x, pairs)
-    else:
-        run_queries(noise_samplers()[name], x, pairs)
+    action()
     finish(device)
     return torch.cuda.max_memory_allocated(device) - before
 

@@ -61,6 +61,6 @@ def table(peers: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(f"{by_budget[b]:.3g}" for b in budgets) + " |")
         if panel["agreement"]:
             worst = max(a["max_abs_difference"] for a in panel["agreement"])
-            lines += ["", f"ours DPM-Solver++(2M) vs k-diffusion dpmpp_2m: max |difference| {worst:.1e}"]
+            lines += ["", f"{SAME_METHOD[0]} vs {SAME_METHOD[1]}: max |difference| {worst:.1e}"]
         lines.append("")
     return "\n".join(lines)

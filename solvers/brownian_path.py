@@ -357,9 +357,8 @@ class SeededNoise:
     def _normals_into(self, out, words):
         size = 2 * words.shape[1] * self._element_keys.shape[1]
         lanes, scratch = (buffer[:size].view(2, *out.shape) for buffer in self._hash_buffers(size))
-        torch.bitwise_xor(
-            self._element_keys[:, None, :], words[:, :, None], out=lanes
-        )  # (lane, row, element)
+        # (lane, row, element)
+        torch.bitwise_xor(self._element_keys[:, None, :], words[:, :, None], out=lanes)
         _mix32(lanes, scratch)
         # 26 + 26 random bits make k < 2^52, and x = (2k + 1 - 2^52) 2^-52 = k 2^-51 + 2^-52 - 1 is exact: a
         # uniform on (-1, 1) that is never +-1, symmetric, with 1 - |x| exact, so sqrt(2) erfinv(x) is

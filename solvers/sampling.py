@@ -134,8 +134,9 @@ def sample(
     **options,
 ) -> SampleResult:
     """Solve from sigmas[0] to sigmas[-1] with `method`; the solver state is `dtype` (float64 by default)
-    while the model is called in x's dtype. `path` (BrownianPath, AdaptiveBrownianPath or PartitionPath) supplies all noise of stochastic methods;
-    without one they draw from torch's global generator, as k-diffusion does."""
+    while the model is called in x's dtype. `path` (BrownianPath, AdaptiveBrownianPath or PartitionPath)
+    supplies all noise of stochastic methods; without one they draw from torch's global generator, as
+    k-diffusion does."""
     check_prediction(prediction)
     if method in CHOOSE_PREDICTION:
         options["prediction"] = prediction
@@ -253,7 +254,8 @@ def _k_diffusion_sampler(method, takes_eta=True):
     sampler.__doc__ = (
         f"k-diffusion-compatible sampler for method {method!r}: model is a denoiser D(x, sigma, **extra_args); "
         "x starts at sigmas[0] scale; sigmas decrease and may end with 0. noise_sampler: a BrownianPath or "
-        "AdaptiveBrownianPath (exact, per-sample seeds), a k-diffusion noise sampler, or None (torch's global generator)."
+        "AdaptiveBrownianPath (exact, per-sample seeds), a k-diffusion noise sampler, or None (torch's global "
+        "generator)."
     )
     return sampler
 
