@@ -18,7 +18,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.str import StrPrinter
 
-from seeds.analysis import exact, phi, schemes
+from seeds.analysis import exact, methods, orders, phi, schemes
 
 OUTPUT = Path(__file__).resolve().parent.parent / "solvers" / "_coefficients.py"
 COMMAND = "make coefficients (python -m seeds.analysis.codegen)"
@@ -341,6 +341,39 @@ def _scheme_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _literal(value) -> str:
+    """Python source of a table value; sympy numbers become floats, an infinite order math.inf."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(key)}: {_literal(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, tuple):
+        items = [_literal(item) for item in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, sp.Basic):
+        value = float(value)
+    if isinstance(value, float) and value == float("inf"):
+        return "math.inf"
+    return repr(value)
+
+
+def _method_table() -> str:
+    lines = [
+        "# Every method, declared once in seeds.analysis.methods, with its predicted orders (seeds.analysis.orders):",
+        "# global strong and weak orders and the local error powers p1, p2, q2; None where the one-step expansion",
+        "# has no model of the method.",
+        "METHOD_TABLE = {",
+    ]
+    for row in methods.METHODS.values():
+        fields = {name: getattr(row, name) for name in row.__dataclass_fields__ if name != "id"}
+        fields["orders"] = (
+            {**orders.predicted_orders()[row.id], **orders.local_error_orders(row.id)}
+            if row.id in orders.METHODS
+            else None
+        )
+        lines.append(f"    {row.id!r}: {_literal(fields)},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def generate() -> str:
     header = (
         f'"""Solver coefficients generated from the derivations in seeds.analysis.\n\n'
@@ -354,6 +387,7 @@ def generate() -> str:
     blocks = [_phi_source(k) for k in phi.PHI_ORDERS]
     blocks += [record.source() for record in all_records() if not record.name.startswith("phi_")]
     blocks.append(_scheme_table())
+    blocks.append(_method_table())
     blocks += _extra_sources()
     return header + "\n\n".join(blocks)
 

@@ -35,6 +35,7 @@ import mpmath
 import sympy as sp
 
 from seeds.analysis import exact, phi, schemes
+from seeds.analysis import methods as method_table
 from seeds.analysis.exact import lam, lam_s, lam_t, sigma_data
 from seeds.analysis.schemes import Scheme
 
@@ -553,45 +554,37 @@ def global_orders(local: LocalOrders, stochastic: bool) -> dict[str, float]:
 
 # --- the methods ----------------------------------------------------------------------------------------
 
-_HALF, _THIRD, _TWO_THIRDS = sp.Rational(1, 2), sp.Rational(1, 3), sp.Rational(2, 3)
-_SCHEME_PARAMETERS = {
-    "seeds-1": (),
-    "seeds-2/phi_1": ((schemes.c2, _HALF),),
-    "seeds-2/phi_2": ((schemes.c2, _HALF),),
-    "seeds-3": ((schemes.c2, _THIRD), (schemes.c3, _TWO_THIRDS)),
-    "multistep-2/phi_1": ((schemes.previous_ratio, sp.Integer(1)),),  # uniform steps
-}
+
+# SEEDS' stage fractions by number of stage parameters: c2 = 1/2, (c2, c3) = (1/3, 2/3)
+_DEFAULT_FRACTIONS = {0: (), 1: method_table.HALF, 2: method_table.THIRDS}
 
 
-def exponential_method(scheme_name: str, parameterisation: str, eta: int) -> ExponentialMethod:
+def exponential_method(
+    scheme_name: str, parameterisation: str, eta: int, fractions: tuple = ()
+) -> ExponentialMethod:
+    """A scheme with its stage fractions; a multistep scheme is expanded on uniform steps (r = 1)."""
+    scheme = schemes.SCHEMES[scheme_name]
+    values = (sp.Integer(1),) if scheme.multistep else fractions or _DEFAULT_FRACTIONS[len(scheme.parameters)]
     return ExponentialMethod(
-        schemes.SCHEMES[scheme_name], parameterisation, eta, _SCHEME_PARAMETERS[scheme_name]
+        scheme, parameterisation, eta, tuple(zip(scheme.parameters, values, strict=True))
     )
 
 
-def _methods() -> dict:
-    methods = {}
-    for parameterisation in exact.PARAMETERISATIONS:
-        methods[f"seeds-1/{parameterisation}"] = exponential_method("seeds-1", parameterisation, 1)
-        methods[f"seeds-2/{parameterisation}"] = exponential_method("seeds-2/phi_1", parameterisation, 1)
-        methods[f"seeds-2/{parameterisation}/phi_2"] = exponential_method(
-            "seeds-2/phi_2", parameterisation, 1
-        )
-        methods[f"seeds-3/{parameterisation}"] = exponential_method("seeds-3", parameterisation, 1)
-    methods["euler-maruyama"] = EulerMaruyama()
-    methods["ddpm"] = methods["sde-dpm-solver++-1"] = methods["seeds-1/data"]
-    methods["sde-dpm-solver++-2m"] = exponential_method("multistep-2/phi_1", "data", 1)
-    for parameterisation, family in (("noise", "dpm-solver"), ("data", "dpm-solver++")):
-        methods[f"{family}-1"] = exponential_method("seeds-1", parameterisation, 0)
-        methods[f"{family}-2"] = exponential_method("seeds-2/phi_1", parameterisation, 0)
-        methods[f"{family}-3"] = exponential_method("seeds-3", parameterisation, 0)
-    methods["dpm-solver++-2m"] = exponential_method("multistep-2/phi_1", "data", 0)
-    methods["ddim"] = methods["dpm-solver-1"]
-    methods["edm-heun"] = EdmHeun()
-    return methods
+def _analysed(row: method_table.MethodRow):
+    """The one-step model of a row of the method table; None for a method the expansion cannot model."""
+    if row.fresh_noise:
+        return None
+    if row.kind == method_table.EXPONENTIAL:
+        return exponential_method(row.scheme, row.prediction, row.eta, row.fractions)
+    if row.kind == method_table.DDIM:
+        # DDIM without its own noise is the first-order exponential integrator in noise prediction
+        return exponential_method("seeds-1", "noise", 0)
+    if row.kind == method_table.EULER_MARUYAMA:
+        return EulerMaruyama()
+    return EdmHeun()
 
 
-METHODS = _methods()
+METHODS = {row.id: method for row in method_table.METHODS.values() if (method := _analysed(row)) is not None}
 
 
 def local_error_orders(method_id: str) -> dict[str, float]:

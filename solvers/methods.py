@@ -1,21 +1,54 @@
-"""Solvers (the third concern). Each method is a small class that carries its metadata as data and takes
-one step from lambda_s to lambda_t in scaled coordinates (x~, lambda), SEEDS-MATH section 4.
+"""Solvers (the third concern): the methods and their catalogue.
 
-`model(x, lam)` returns the method's model output (eps, D or F) at noise level e^{-lam};
-`noise.increment(functional, lam_s, lam)` the increment of one Brownian functional from the step's start;
-`noise.fresh(key)` a standard normal tensor for churn-style fresh noise. `memory` is a dict a method may use
-to carry values across steps (multistep methods).
+Every method is declared once, in seeds.analysis.methods, and reaches the runtime through the generated
+METHOD_TABLE of `_coefficients.py`, which also carries its predicted orders. A method object carries that
+row's metadata and takes steps in scaled coordinates (x~, lambda) (docs/mathematics.md, "The schemes"):
+
+    state = method.init(x, sigmas)
+    x, denoised, state = method.step(x, lam_s, lam_t, model, noise, state)
+
+`model(u, lam)` returns the method's model output (eps, D or F) at noise level e^{-lam}; `noise` is a noise
+source (seeds.solvers.brownian): `noise.increment(functional, lam_s, lam)` the increment of one Brownian
+functional from the step's start, `noise.fresh(key)` standard normals for churn. `denoised` is the data
+prediction D at the step's start. The state is a frozen dataclass, returned anew by every step: what a method
+carries from one step to the next is in its type.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import torch
 
 from seeds.solvers import _coefficients as generated
 from seeds.solvers.coefficients import KERNEL_RATES, parameterisation
-from seeds.solvers.models import check_prediction
+from seeds.solvers.models import check_prediction, convert
 from seeds.solvers.noise import B, functional_for
+
+METHOD_TABLE = generated.METHOD_TABLE
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What every method carries between steps: the index of the step it takes next."""
+
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class MultistepState(StepState):
+    """A multistep method also keeps the previous step's model output and its length in the kernel variable."""
+
+    previous_value: torch.Tensor | None = None
+    previous_length: float | None = None
+
+
+@dataclass(frozen=True)
+class ChurnState(StepState):
+    """The churn of Karras et al. is spread over the number of steps of the grid."""
+
+    steps: int = 1
 
 
 def _check_eta(eta):
@@ -32,8 +65,8 @@ def _check_fraction(name, value):
 
 @dataclass
 class Method:
-    """Metadata every method carries: its id (as in seeds.analysis.predicted_orders), the model output it
-    uses, model evaluations per step, and whether it draws noise."""
+    """Metadata every method carries: its id (a key of METHOD_TABLE), the model output it uses, model
+    evaluations per step, and whether it draws noise."""
 
     id: str
     prediction: str
@@ -42,13 +75,15 @@ class Method:
 
     @property
     def orders(self) -> dict | None:
-        """{"strong": ..., "weak": ...} from seeds.analysis.predicted_orders(); None where the expansion has
-        no entry (the EDM churn sampler, whose fresh noise is not a path functional)."""
-        from seeds.analysis import predicted_orders
+        """{"strong": ..., "weak": ...} as predicted by the one-step expansion (docs/derivations.md); None
+        where the expansion has no model of the method (EDM churn, whose fresh noise is no path functional)."""
+        orders = METHOD_TABLE[self.id]["orders"]
+        return None if orders is None else {"strong": orders["strong"], "weak": orders["weak"]}
 
-        return predicted_orders().get(self.id)
+    def init(self, x, sigmas) -> StepState:
+        return StepState()
 
-    def step(self, x, lam_s, lam_t, model, noise, memory):
+    def step(self, x, lam_s, lam_t, model, noise, state):
         raise NotImplementedError
 
 
@@ -83,23 +118,25 @@ class ExponentialIntegrator(Method):
         self.multistep = "r" in generated.SCHEME_PARAMETERS[self.scheme]
         self.functional = functional_for(self.prediction, self.eta, self.sigma_data) if self.eta > 0 else None
 
-    def step(self, x, lam_s, lam_t, model, noise, memory):
+    def init(self, x, sigmas) -> StepState:
+        return MultistepState() if self.multistep else StepState()
+
+    def step(self, x, lam_s, lam_t, model, noise, state):
         p, q = self.pieces, self.parameter
         h = p.kernel_variable_increment(lam_s, lam_t - lam_s, q)
         nu_s = p.kernel_variable(lam_s, q)
         values = {0.0: model(x, lam_s)}
-        weights, parameters = self.weights, self.fractions
+        scheme, weights, parameters = self.scheme, self.weights, self.fractions
         if self.multistep:
-            if "previous" in memory:
-                previous_h, values[-memory["previous_h"] / h] = memory["previous_h"], memory["previous"]
-                parameters = (previous_h / h,)
-            else:  # the first step has no history: the one-stage scheme
-                weights, parameters = generated.SCHEME_WEIGHTS["seeds-1"], ()
-            memory.update(previous=values[0.0], previous_h=h)
-        stages = generated.SCHEME_STAGES["seeds-1" if weights is not self.weights else self.scheme](
-            *parameters
-        )
-        for (fraction, slope_node), stage_weights in zip(stages, weights):
+            if state.previous_value is None:  # the first step has no history: the one-stage scheme
+                scheme, weights, parameters = "seeds-1", generated.SCHEME_WEIGHTS["seeds-1"], ()
+            else:
+                values[-state.previous_length / h] = state.previous_value
+                parameters = (state.previous_length / h,)
+            state = replace(state, previous_value=values[0.0], previous_length=h)
+        for (fraction, slope_node), stage_weights in zip(
+            generated.SCHEME_STAGES[scheme](*parameters), weights
+        ):
             lam_k = lam_t if fraction == 1 else p.log_snr(nu_s + fraction * h, q)
             drift = stage_weights[0](h, self.rate, *parameters) * values[0.0]
             if slope_node is not None:
@@ -111,23 +148,24 @@ class ExponentialIntegrator(Method):
                 u = u + p.noise_scale(lam_k, q) * noise.increment(self.functional, lam_s, lam_k)
             if fraction != 1:
                 values[fraction] = model(u, lam_k)
-        memory["denoised_start"] = values[0.0]
-        return u
+        level = torch.tensor(math.exp(-lam_s), dtype=x.dtype, device=x.device)
+        denoised = convert(self.prediction, values[0.0], x, level, "data", self.sigma_data)
+        return u, denoised, replace(state, index=state.index + 1)
 
 
 @dataclass
 class EulerMaruyama(Method):
     """Euler-Maruyama on the reverse SDE in lambda-time: x~_t = x~_s + 2 (D_s - x~_s) h + sqrt(2) vs_s dB."""
 
-    def step(self, x, lam_s, lam_t, model, noise, memory):
+    def step(self, x, lam_s, lam_t, model, noise, state):
         denoised = model(x, lam_s)
-        memory["denoised_start"] = denoised
         h = lam_t - lam_s
-        return (
+        x_next = (
             x
             + 2.0 * (denoised - x) * h
             + math.sqrt(2.0) * math.exp(-lam_s) * noise.increment(B, lam_s, lam_t)
         )
+        return x_next, denoised, replace(state, index=state.index + 1)
 
 
 @dataclass
@@ -138,13 +176,12 @@ class DDIM(Method):
 
     ddim_eta: float = 0.0
 
-    def step(self, x, lam_s, lam_t, model, noise, memory):
+    def step(self, x, lam_s, lam_t, model, noise, state):
         denoised = model(x, lam_s)
-        memory["denoised_start"] = denoised
         vs_s, vs_t, h = math.exp(-lam_s), math.exp(-lam_t), lam_t - lam_s
         spread = self.ddim_eta * vs_t * math.sqrt(-math.expm1(-2 * h))
         eps = (x - denoised) / vs_s
-        out = denoised + math.sqrt(max(vs_t**2 - spread**2, 0.0)) * eps
+        x_next = denoised + math.sqrt(max(vs_t**2 - spread**2, 0.0)) * eps
         if spread > 0:
             # vs_t^2 dP has variance vs_t^2 (1 - e^{-2h}): divide that out to get a standard normal
             unit = (
@@ -152,8 +189,8 @@ class DDIM(Method):
                 * noise.increment(functional_for("data", 1.0), lam_s, lam_t)
                 / (vs_t * math.sqrt(-math.expm1(-2 * h)))
             )
-            out = out + spread * unit
-        return out
+            x_next = x_next + spread * unit
+        return x_next, denoised, replace(state, index=state.index + 1)
 
 
 @dataclass
@@ -164,35 +201,128 @@ class EDMHeun(Method):
     s_tmin: float = 0.0
     s_tmax: float = float("inf")
     s_noise: float = 1.0
-    steps: int = 1
 
-    def step(self, x, lam_s, lam_t, model, noise, memory):
+    def init(self, x, sigmas) -> ChurnState:
+        return ChurnState(steps=len(sigmas) - 1)
+
+    def step(self, x, lam_s, lam_t, model, noise, state):
         vs_s, vs_t = math.exp(-lam_s), math.exp(-lam_t)
         gamma = (
-            min(self.s_churn / self.steps, math.sqrt(2.0) - 1.0)
+            min(self.s_churn / state.steps, math.sqrt(2.0) - 1.0)
             if self.s_tmin <= vs_s <= self.s_tmax
             else 0.0
         )
         vs_hat = vs_s * (1.0 + gamma)
         if gamma > 0:
-            index = memory.get("step_index", 0)
-            x = x + math.sqrt(vs_hat**2 - vs_s**2) * self.s_noise * noise.fresh(index)
+            x = x + math.sqrt(vs_hat**2 - vs_s**2) * self.s_noise * noise.fresh(state.index)
         denoised = model(x, -math.log(vs_hat))
-        memory["denoised_start"] = denoised
         slope = (x - denoised) / vs_hat
         x_next = x + (vs_t - vs_hat) * slope
         slope_next = (x_next - model(x_next, lam_t)) / vs_t
-        return x + (vs_t - vs_hat) * 0.5 * (slope + slope_next)
+        return (
+            x + (vs_t - vs_hat) * 0.5 * (slope + slope_next),
+            denoised,
+            replace(state, index=state.index + 1),
+        )
 
 
-def stage_fractions(scheme, options, defaults):
+# ------------------------------------------------------------------------------------------- the catalogue
+
+SOLVER_CLASSES = {
+    "exponential": ExponentialIntegrator,
+    "euler-maruyama": EulerMaruyama,
+    "ddim": DDIM,
+    "edm-heun": EDMHeun,
+}
+
+
+def _names() -> dict[str, tuple[str, ...]]:
+    names: dict[str, list[str]] = {}
+    for method_id, row in METHOD_TABLE.items():
+        names.setdefault(row["name"], []).append(method_id)
+    return {name: tuple(ids) for name, ids in names.items()}
+
+
+# method name (what `sample(..., method=name)` takes) -> the ids of its rows, one per parameterisation and
+# variant for a SEEDS method
+METHODS = _names()
+
+# Methods that run in any parameterisation; the others have theirs fixed.
+CHOOSE_PREDICTION = tuple(
+    name for name, ids in METHODS.items() if len({METHOD_TABLE[i]["prediction"] for i in ids}) > 1
+)
+
+SEEDS_VARIANTS = ("phi_1", "phi_2")
+
+
+def predicted_orders() -> dict[str, dict[str, float]]:
+    """Global strong and weak orders per method id, as generated from the one-step expansion."""
+    return {
+        method_id: {"strong": row["orders"]["strong"], "weak": row["orders"]["weak"]}
+        for method_id, row in METHOD_TABLE.items()
+        if row["orders"] is not None
+    }
+
+
+def _select(name: str, options: dict) -> str:
+    """The id of the row of `name` that the options select; a SEEDS variant is consumed here."""
+    ids = METHODS[name]
+    if len(ids) == 1:
+        return ids[0]
+    wanted = {}
+    if name in CHOOSE_PREDICTION:
+        wanted["prediction"] = check_prediction(options.get("prediction", "data"))
+        variant = options.pop("variant", "phi_1")
+        if any(option == "variant" for i in ids for option, _ in METHOD_TABLE[i]["selected_by"]):
+            if variant not in SEEDS_VARIANTS:
+                raise ValueError(f"unknown SEEDS-2 variant {variant!r}; expected 'phi_1' or 'phi_2'")
+            wanted["variant"] = variant
+    else:
+        wanted["churn"] = options.get("s_churn", 0.0) > 0
+    return next(i for i in ids if dict(METHOD_TABLE[i]["selected_by"]) == wanted)
+
+
+def make_method(method: str, **options) -> Method:
+    """The method object for a method name of METHODS, with its options checked."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    method_id = _select(method, options)
+    row = METHOD_TABLE[method_id]
+    cls = SOLVER_CLASSES[row["kind"]]
+    if cls is ExponentialIntegrator:
+        return _exponential_integrator(method_id, row, options)
+    accepted = set(cls.__dataclass_fields__) - set(Method.__dataclass_fields__)
+    refused = sorted(set(options) - accepted)
+    if refused:
+        raise TypeError(f"method {method_id!r} takes no option(s) {refused}")
+    return cls(method_id, row["prediction"], row["nfe_per_step"], row["stochastic"], **options)
+
+
+def _exponential_integrator(method_id: str, row: dict, options: dict) -> ExponentialIntegrator:
+    prediction = check_prediction(options.pop("prediction", row["prediction"]))
+    eta = options.pop("eta", float(row["eta"]))
+    names = generated.SCHEME_PARAMETERS[row["scheme"]]
+    fractions = () if "r" in names else _stage_fractions(names, row["fractions"], options)
+    sigma_data = options.pop("sigma_data", 0.5)
+    if options:
+        raise TypeError(f"method {method_id!r} takes no option(s) {sorted(options)}")
+    return ExponentialIntegrator(
+        method_id,
+        prediction,
+        row["nfe_per_step"],
+        eta > 0,
+        scheme=row["scheme"],
+        eta=eta,
+        fractions=fractions,
+        sigma_data=sigma_data,
+    )
+
+
+def _stage_fractions(names: tuple, defaults: tuple, options: dict) -> tuple:
     """Pop and check a scheme's stage fractions (c2, c3) from options, with the method's defaults."""
-    names = generated.SCHEME_PARAMETERS[scheme]
-    if "r" in names:
-        return ()
-    values = []
-    for name, default in zip(names, defaults):
-        values.append(_check_fraction(name, options.pop(name, default)))
+    values = tuple(
+        _check_fraction(name, options.pop(name, default)) for name, default in zip(names, defaults)
+    )
     if len(values) == 2 and values[0] >= values[1]:
         raise ValueError(f"stage fractions must increase: c2 = {values[0]}, c3 = {values[1]}")
-    return tuple(values)
+    return values

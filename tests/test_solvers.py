@@ -110,7 +110,7 @@ def one_step_stage_noises(method, noise, lam_s=0.3, lam_t=0.9, count=8000, **opt
     solver = make_method(method, **options)
     recorder = RecordingNoise(noise)
     x = torch.zeros(count, 1, dtype=torch.float64)
-    solver.step(x, lam_s, lam_t, lambda u, lam: torch.zeros_like(u), recorder, {})
+    solver.step(x, lam_s, lam_t, lambda u, lam: torch.zeros_like(u), recorder, solver.init(x, [lam_s, lam_t]))
     ends = [end for end, _ in recorder.draws]
     values = torch.cat([value for _, value in recorder.draws], dim=1).numpy()
     return solver.functional, ends, values
