@@ -1,7 +1,19 @@
 """Torch solvers: schedules, model adapters, Brownian paths and the SEEDS / baseline methods."""
 
-from seeds.solvers.adaptive_path import AdaptiveBrownianPath
-from seeds.solvers.brownian_path import BrownianPath
+from seeds.solvers.brownian import (
+    AdaptiveBrownianPath,
+    B,
+    BrownianPath,
+    EDMFunctional,
+    ExponentialFunctional,
+    IndependentPieces,
+    M,
+    NoiseSource,
+    P,
+    PartitionPath,
+    functional_for,
+)
+from seeds.solvers.dry_run import query_times
 from seeds.solvers.methods import CHOOSE_PREDICTION, METHODS, make_method, predicted_orders
 from seeds.solvers.models import (
     DataNetwork,
@@ -9,19 +21,10 @@ from seeds.solvers.models import (
     EDMNetwork,
     EpsNetwork,
     ModelOutputError,
+    ScheduledNetwork,
     ScoreNetwork,
     VelocityNetwork,
 )
-from seeds.solvers.noise import (
-    B,
-    EDMFunctional,
-    ExponentialFunctional,
-    IndependentPieces,
-    M,
-    P,
-    functional_for,
-)
-from seeds.solvers.partition_path import PartitionPath, query_times
 from seeds.solvers.sampling import (
     SampleResult,
     sample,
@@ -35,7 +38,7 @@ from seeds.solvers.sampling import (
     sample_seeds_2,
     sample_seeds_3,
 )
-from seeds.solvers.schedules import EDM, GRIDS, VE, GridError, VPCosine, VPLinear
+from seeds.solvers.schedules import EDM, GRIDS, VE, GridError, VPCosine, VPLinear, noise_levels
 
 __all__ = [
     "B",
@@ -56,15 +59,18 @@ __all__ = [
     "IndependentPieces",
     "M",
     "ModelOutputError",
+    "NoiseSource",
     "P",
     "PartitionPath",
     "SampleResult",
+    "ScheduledNetwork",
     "ScoreNetwork",
     "VPCosine",
     "VPLinear",
     "VelocityNetwork",
     "functional_for",
     "make_method",
+    "noise_levels",
     "predicted_orders",
     "query_times",
     "sample",

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from seeds.solvers import _coefficients as generated
+from seeds.solvers.brownian import B, functional_for
 from seeds.solvers.coefficients import KERNEL_RATES, parameterisation
 from seeds.solvers.models import check_prediction, convert
-from seeds.solvers.noise import B, functional_for
 
 METHOD_TABLE = generated.METHOD_TABLE
 

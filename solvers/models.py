@@ -1,5 +1,5 @@
 """Model adapters (the second concern): every network becomes one of the solver's model outputs in scaled
-coordinates x~ = x/alpha at noise level vs = sigma/alpha (SEEDS-MATH section 1).
+coordinates x~ = x/alpha at noise level vs = sigma/alpha (docs/mathematics.md, "Coordinates").
 
 An adapter is called as adapter(x~, vs, **extra_args), vs of shape (batch,), and returns (kind, value) with
 kind one of "noise" (eps), "data" (D) or "edm" (the EDM network output F). `convert` turns any kind into any
@@ -70,7 +70,7 @@ class Denoiser:
 
 
 @dataclass
-class _ScheduledNetwork:
+class ScheduledNetwork:
     """A network called in its own coordinates: net(x_t, t, **extra_args) with x_t = alpha(t) x~."""
 
     network: Callable
@@ -83,21 +83,21 @@ class _ScheduledNetwork:
         return alpha, per_sample(vs, x), self.network(alpha * x, t.to(x.dtype), **extra_args)
 
 
-class EpsNetwork(_ScheduledNetwork):
+class EpsNetwork(ScheduledNetwork):
     """Predicts the noise eps of x_t = alpha x_0 + sigma eps (eps is the same in scaled coordinates)."""
 
     def __call__(self, x, vs, **extra_args):
         return "noise", self._call(x, vs, extra_args)[2]
 
 
-class DataNetwork(_ScheduledNetwork):
+class DataNetwork(ScheduledNetwork):
     """Predicts x_0 (the data) from x_t."""
 
     def __call__(self, x, vs, **extra_args):
         return "data", self._call(x, vs, extra_args)[2]
 
 
-class VelocityNetwork(_ScheduledNetwork):
+class VelocityNetwork(ScheduledNetwork):
     """Predicts v = alpha eps - sigma x_0 (variance-preserving schedules: x_0 = alpha x_t - sigma v)."""
 
     def __call__(self, x, vs, **extra_args):
@@ -105,7 +105,7 @@ class VelocityNetwork(_ScheduledNetwork):
         return "data", alpha * (alpha * x) - alpha * level * velocity
 
 
-class ScoreNetwork(_ScheduledNetwork):
+class ScoreNetwork(ScheduledNetwork):
     """Predicts the score grad log p_t(x_t) = -eps/sigma in the schedule's own coordinates (VP or VE)."""
 
     def __call__(self, x, vs, **extra_args):
@@ -127,7 +127,7 @@ class EDMNetwork:
 
 def as_adapter(model):
     """Wrap a bare callable as a k-diffusion-style denoiser; pass adapters through."""
-    if isinstance(model, (Denoiser, _ScheduledNetwork, EDMNetwork)):
+    if isinstance(model, (Denoiser, ScheduledNetwork, EDMNetwork)):
         return model
     if not callable(model):
         raise TypeError(f"model must be callable, got {type(model).__name__}")

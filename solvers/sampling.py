@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from seeds.solvers.brownian import IndependentPieces
 from seeds.solvers.methods import CHOOSE_PREDICTION, make_method
 from seeds.solvers.models import ModelEvaluator, check_prediction, convert
-from seeds.solvers.noise import IndependentPieces
 from seeds.solvers.schedules import check_vs_grid
 
 

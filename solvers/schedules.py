@@ -2,7 +2,7 @@
 
 A schedule maps its own time t to alpha(t), sigma(t) and the half log-SNR lambda(t) = log(alpha/sigma),
 and back (t_of_lambda). Solvers work in scaled coordinates x~ = x/alpha with vs = sigma/alpha = e^{-lambda}
-(SEEDS-MATH section 1); `vs(t)` is what k-diffusion calls sigma.
+(docs/mathematics.md, "Coordinates"); `vs(t)` is what k-diffusion calls sigma.
 """
 
 from __future__ import annotations
@@ -191,6 +191,12 @@ GRIDS = {
     "time-quadratic": time_quadratic_grid,
     "edm": edm_grid,
 }
+
+
+def noise_levels(grid: str, steps: int, sigma_min: float, sigma_max: float):
+    """Noise levels vs from sigma_max to sigma_min on the named grid of GRIDS, in EDM coordinates."""
+    schedule = EDM(t_min=sigma_min, t_max=sigma_max)
+    return schedule.vs(GRIDS[grid](schedule, steps))
 
 
 def _check_steps(steps):

@@ -4,14 +4,14 @@
 which times were asked for, but every new time costs a descent of that tree (~140 normals per element, about
 250 torch.randn_like of x). A sampler that walks once through its sigmas does not need that invariance;
 `AdaptiveBrownianPath` builds the path from the queries instead (torchsde's BrownianInterval idea, with
-Legendre moments so that every functional of SEEDS-MATH section 2 is exact):
+Legendre moments so that every functional is exact; the adaptive path of docs/brownian-paths.md):
 
 * A query beyond the times asked so far opens a new top piece between the last of them and the new time;
   its LEGENDRE_DEGREE + 1 unit Legendre moments are independent standard normals (the piece is disjoint
   from all others), drawn from a counter-based hash of (sample key, element; piece key, moment) only up to
   the degree a functional needs: B needs one, so a noise_sampler query costs one normal per element.
 * A functional's increment over a node is w . Z where its Legendre expansion resolves the kernel (tail
-  beyond the kept degree at most _TAIL_TOLERANCE relative, as in BrownianPath); elsewhere it is the sum over
+  beyond the kept degree at most TAIL_TOLERANCE relative, as in BrownianPath); elsewhere it is the sum over
   the node's two children (split at the midpoint unless the node is already split).
 * A query inside a piece splits the node holding it at the query time; the children's moments given the
   parent's have exactly the law `bridge_moment_law(fraction, 7)`, with the split's normals drawn from the
@@ -34,7 +34,7 @@ the leaves); an interior query, the moments along the tree to it, 2 (LEGENDRE_DE
 level. Memory: the tree (a few numbers per node, no tensors), the last _CACHED_INCREMENTS top-piece
 increments and in-piece parts per functional, the first moments drawn ahead (at most 2^16 numbers on the
 CPU, 2^21 on a GPU, where the hash temporaries of such a draw, 4 int64 per number, are ~64 MB more at its
-peak) and on the CPU the hash's workspace (see brownian_path).
+peak) and on the CPU the hash's workspace (see `seeds.solvers.brownian.normals`).
 """
 
 from __future__ import annotations
@@ -48,20 +48,19 @@ import numpy as np
 import torch
 
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
-from seeds.solvers.brownian_laws import bridge_moment_law
-from seeds.solvers.brownian_path import (
-    _TAIL_TOLERANCE,
-    SeededNoise,
-    _combine,
-    _kernel_values,
-    _moment_weights,
-    _node_words,
-    _relative_tails,
+from seeds.solvers.brownian.functionals import resolve_functional
+from seeds.solvers.brownian.laws import (
+    MOMENTS,
+    TAIL_TOLERANCE,
+    bridge_moment_law,
+    combine,
+    kernel_values,
+    moment_weights,
+    relative_tails,
 )
-from seeds.solvers.noise import resolve_functional
+from seeds.solvers.brownian.normals import ADAPTIVE_SPLIT_STREAM, ADAPTIVE_TOP_STREAM, node_words
+from seeds.solvers.brownian.source import SeededPath
 
-_MOMENTS = LEGENDRE_DEGREE + 1
-_TOP_STREAM, _SPLIT_STREAM = 4, 5
 _TOP, _CHILD = 0, 1
 # Top-piece increments and in-piece parts kept per functional: a step's start, stages and end.
 _CACHED_INCREMENTS = 4
@@ -97,7 +96,7 @@ def _bridge_coefficients(fraction: float) -> torch.Tensor:
     return torch.from_numpy(np.hstack([mean_map, noise_map]))[:, None, :]
 
 
-class AdaptiveBrownianPath(SeededNoise):
+class AdaptiveBrownianPath(SeededPath):
     """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min], refined at the queried times.
 
     Same arguments and queries as BrownianPath (increment, fresh, the noise_sampler call); see the module
@@ -186,7 +185,7 @@ class AdaptiveBrownianPath(SeededNoise):
 
     def _part(self, functional, node: _Node, lam: float) -> torch.Tensor:
         """Sum of the left siblings' increments down the tree from the top piece `node` to lam."""
-        moments = self._top_moments(node, _MOMENTS)
+        moments = self._top_moments(node, MOMENTS)
         total = None
         while True:
             if node.children is None:
@@ -213,11 +212,11 @@ class AdaptiveBrownianPath(SeededNoise):
     def _top_moments(self, node: _Node, count: int) -> torch.Tensor:
         """The first `count` unit moments of a top piece: (moment, batch * elements), independent normals."""
         if count > 1 or self._rows_ahead == 1:
-            return self._normals(_node_words(_TOP_STREAM, *node.key, count))
+            return self._normals(node_words(ADAPTIVE_TOP_STREAM, *node.key, count))
         ahead = self._first_moments_ahead
         if node.key not in ahead:
             keys = [(_TOP, node.key[1] + i) for i in range(self._rows_ahead)]
-            rows = self._normals(np.hstack([_node_words(_TOP_STREAM, *key, 1) for key in keys]))
+            rows = self._normals(np.hstack([node_words(ADAPTIVE_TOP_STREAM, *key, 1) for key in keys]))
             ahead.clear()
             ahead.update((key, rows[i : i + 1]) for i, key in enumerate(keys))
         return ahead.pop(node.key)
@@ -225,10 +224,10 @@ class AdaptiveBrownianPath(SeededNoise):
     def _children_moments(self, node: _Node, moments: torch.Tensor):
         """The two children's moments from the parent's (all of them) and the split's normals."""
         fraction = (node.split - node.left) / (node.right - node.left)
-        split_normals = self._normals(_node_words(_SPLIT_STREAM, *node.key, _MOMENTS))
+        split_normals = self._normals(node_words(ADAPTIVE_SPLIT_STREAM, *node.key, MOMENTS))
         sources = [*moments.unbind(0), *split_normals.unbind(0)]
-        children = _combine(_bridge_coefficients(fraction).to(self.device), sources)
-        return children[:_MOMENTS], children[_MOMENTS:]
+        children = combine(_bridge_coefficients(fraction).to(self.device), sources)
+        return children[:MOMENTS], children[MOMENTS:]
 
     def _top_increment(self, functional, node: _Node) -> torch.Tensor:
         cache = self._increments.setdefault(functional, OrderedDict())
@@ -244,14 +243,14 @@ class AdaptiveBrownianPath(SeededNoise):
         if degree is not None:
             if moments is None:
                 moments = self._top_moments(node, degree + 1)
-            return _combine(weights, moments[: degree + 1])
+            return combine(weights, moments[: degree + 1])
         if node.right - node.left < self._finest:
             raise ValueError(
                 f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments even "
                 f"on [{node.left!r}, {node.right!r}]: kernels must be smooth"
             )
         if moments is None:
-            moments = self._top_moments(node, _MOMENTS)
+            moments = self._top_moments(node, MOMENTS)
         if node.children is None:
             self._split(node, 0.5 * (node.left + node.right))
         left_moments, right_moments = self._children_moments(node, moments)
@@ -261,7 +260,7 @@ class AdaptiveBrownianPath(SeededNoise):
         )
 
     def _resolution(self, functional, node: _Node):
-        """(moment weights as a float64 CPU tensor, the lowest degree whose tail is within _TAIL_TOLERANCE, or
+        """(moment weights as a float64 CPU tensor, the lowest degree whose tail is within TAIL_TOLERANCE, or
         None)."""
         key = (functional, node.key)
         if key not in self._weights and getattr(functional, "rate", None) == 0:
@@ -270,9 +269,9 @@ class AdaptiveBrownianPath(SeededNoise):
             self._weights[key] = (torch.tensor([weight], dtype=torch.float64), 0)
         if key not in self._weights:
             half = np.array([(node.right - node.left) / 2])
-            values = _kernel_values(functional.kernel, np.array([(node.left + node.right) / 2]), half)
-            weights = _moment_weights(values, half)
-            within = _relative_tails(weights)[0] <= _TAIL_TOLERANCE
+            values = kernel_values(functional.kernel, np.array([(node.left + node.right) / 2]), half)
+            weights = moment_weights(values, half)
+            within = relative_tails(weights)[0] <= TAIL_TOLERANCE
             degree = int(np.argmax(within)) if within.any() else None
-            self._weights[key] = (torch.from_numpy(weights[0, :_MOMENTS]), degree)
+            self._weights[key] = (torch.from_numpy(weights[0, :MOMENTS]), degree)
         return self._weights[key]

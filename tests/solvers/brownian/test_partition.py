@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from seeds.solvers import EDM, GRIDS
-from seeds.solvers.noise import B, EDMFunctional, M, P
-from seeds.solvers.partition_path import PartitionPath, query_times
+from seeds.solvers.brownian import (
+    AdaptiveBrownianPath,
+    B,
+    BrownianPath,
+    EDMFunctional,
+    M,
+    P,
+    PartitionPath,
+)
+from seeds.solvers.dry_run import query_times
 
 SCHEDULE = EDM(t_min=0.05, t_max=80.0)
 
@@ -22,15 +30,6 @@ def gram(first, second, a, b, nodes=64):
     x, w = np.polynomial.legendre.leggauss(nodes)
     u = torch.from_numpy((a + b) / 2 + (b - a) / 2 * x)
     return float((first.kernel(u) * second.kernel(u)).numpy() @ w * (b - a) / 2)
-
-
-def test_query_times_are_the_grid_and_every_stage():
-    sigmas = grid(8)
-    times = query_times("seeds-3", sigmas, prediction="data")
-    assert len(times) == 3 * 8 + 1  # two stages and the end per step, plus the start
-    lams = -np.log(sigmas.numpy())
-    assert np.all(np.isin(lams, times))
-    assert len(query_times("dpm-solver-3", sigmas)) == 9  # no noise: the grid only
 
 
 def test_joint_law_matches_the_gram_matrix():
@@ -90,14 +89,12 @@ def test_refusals_name_the_problem():
         path.increment(fast, times[0], times[1])
 
 
-def test_brownian_adaptive_and_partition_paths_give_one_law_to_a_solver():
+def test_tree_adaptive_and_partition_give_one_law_to_a_solver():
     """The same SEEDS-3 solve driven by each source: equal mean and spread of the output to Monte Carlo
     accuracy (BrownianPath is the reference implementation of the law). Two comparisons against it, each
     at a two-sided 4.5-sigma normal bound."""
     from seeds.experiments.problems import PROBLEMS
     from seeds.solvers import sample
-    from seeds.solvers.adaptive_path import AdaptiveBrownianPath
-    from seeds.solvers.brownian_path import BrownianPath
 
     problem = PROBLEMS["gaussian"](std=0.3)
     sigmas = grid(4)

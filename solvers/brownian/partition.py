@@ -2,8 +2,9 @@
 
 `BrownianPath` answers a query at any time, but every new time costs a descent of its virtual tree (about
 140 normals per element). A convergence experiment knows every time it will ask for before it starts: the
-points of its nested grids and their stages (`query_times` records them with a dry run). `PartitionPath`
-draws the path on that partition directly:
+points of its nested grids and their stages (`seeds.solvers.dry_run.query_times` records them with a dry
+run). `PartitionPath` draws the path on that partition directly (the partition path of
+docs/brownian-paths.md):
 
 * each gap between consecutive times is cut into equal pieces no longer than a Legendre leaf
   (2 * LEGENDRE_MAX_HALF_LENGTH), and a piece's LEGENDRE_DEGREE + 1 unit Legendre moments are independent
@@ -29,20 +30,22 @@ import numpy as np
 import torch
 
 from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
-from seeds.solvers.brownian_path import _TAIL_TOLERANCE, _chain, _words64, interval_moment_weights
-from seeds.solvers.noise import resolve_functional
+from seeds.solvers.brownian.functionals import resolve_functional
+from seeds.solvers.brownian.laws import MOMENTS, TAIL_TOLERANCE, interval_moment_weights
+from seeds.solvers.brownian.normals import chain, words64
+from seeds.solvers.brownian.source import BrownianNoiseSampler
 
-_MOMENTS = LEGENDRE_DEGREE + 1
 # Normals drawn at once: 32 MiB of float64.
 _BLOCK_NUMBERS = 1 << 22
 _SEED_SALTS = (0x452821E6, 0x38D01377)
 
 
-class PartitionPath:
+class PartitionPath(BrownianNoiseSampler):
     """Exact per-run Brownian path on the partition `times` (lambda values, any order, duplicates merged).
 
-    x: a (batch, ...) tensor giving shape and device. Queries must start and end at partition times (to
-    1e-12 relative); a functional is any object with kernel(u) or one of "B", "M", "P", "Q".
+    x: a (batch, ...) tensor giving shape and device. Queries, and the noise levels of the noise_sampler
+    call, must start and end at partition times (to 1e-12 relative); a functional is any object with
+    kernel(u) or one of "B", "M", "P", "Q".
     """
 
     def __init__(self, x, times, seed: int = 0, dtype=torch.float64, sigma_data: float = 0.5):
@@ -103,21 +106,21 @@ class PartitionPath:
         if functional in self._values:
             return self._values[functional]
         weights, tails = interval_moment_weights(functional.kernel, self._lefts, self._rights)
-        if not np.all(tails <= _TAIL_TOLERANCE):
-            bad = int(np.argmax(tails > _TAIL_TOLERANCE))
+        if not np.all(tails <= TAIL_TOLERANCE):
+            bad = int(np.argmax(tails > TAIL_TOLERANCE))
             raise ValueError(
                 f"the kernel of {functional!r} is not resolved by degree-{LEGENDRE_DEGREE} Legendre moments on "
                 f"[{self._lefts[bad]!r}, {self._rights[bad]!r}] (relative tail {tails[bad]:.1e})"
             )
         weights = torch.from_numpy(weights).to(self.device)
         pieces = len(self._lefts)
-        per_block = max(1, _BLOCK_NUMBERS // (_MOMENTS * self._numel))
+        per_block = max(1, _BLOCK_NUMBERS // (MOMENTS * self._numel))
         running = torch.zeros(self._numel, dtype=torch.float64, device=self.device)
         at_pieces = []
         for block, first in enumerate(range(0, pieces, per_block)):
             last = min(pieces, first + per_block)
             moments = torch.randn(
-                (last - first, _MOMENTS, self._numel),
+                (last - first, MOMENTS, self._numel),
                 generator=self._generator(block),
                 dtype=torch.float64,
                 device=self.device,
@@ -131,35 +134,6 @@ class PartitionPath:
         return values
 
     def _generator(self, block: int) -> torch.Generator:
-        words = (*_words64(self.seed), block)
-        key = (_chain(_SEED_SALTS[0], *words) << 32) | _chain(_SEED_SALTS[1], *words)
+        words = (*words64(self.seed), block)
+        key = (chain(_SEED_SALTS[0], *words) << 32) | chain(_SEED_SALTS[1], *words)
         return torch.Generator(device=self.device).manual_seed(key)
-
-
-class _RecordingNoise:
-    """A noise source that answers zeros and records every time a solver asks about."""
-
-    def __init__(self, x):
-        self.like = x
-        self.times: set = set()
-
-    def increment(self, functional, lam_a, lam_b):
-        self.times.update((float(lam_a), float(lam_b)))
-        return torch.zeros_like(self.like)
-
-    def fresh(self, key):
-        return torch.zeros_like(self.like)
-
-
-def query_times(method: str, sigmas, **options) -> np.ndarray:
-    """Every lambda at which `method` on this grid asks its noise source for a value (a dry run with a zero
-    denoiser on one scalar sample: the times depend on the grid and the method only), plus the grid's own
-    times."""
-    from seeds.solvers.sampling import sample
-
-    x = torch.zeros(1, 1, dtype=torch.float64)
-    noise = _RecordingNoise(x)
-    levels = torch.as_tensor(sigmas, dtype=torch.float64)
-    sample(lambda u, sigma: torch.zeros_like(u), x * levels[0], levels, method=method, path=noise, **options)
-    grid = [-math.log(s) for s in levels.tolist() if s > 0]
-    return np.unique(np.array(sorted(noise.times | set(grid))))

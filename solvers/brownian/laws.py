@@ -1,6 +1,7 @@
-"""Float64 laws of the Brownian functionals (B, M, P, Q) for a Brownian tree (SEEDS-MATH 3b).
+"""Float64 laws of the Brownian functionals in Legendre moments, and the moment weights of any kernel.
 
-Two representations of one Brownian motion on an interval [a, b]:
+Two representations of one Brownian motion on an interval [a, b] (docs/mathematics.md, "Brownian
+functionals"):
 
 * raw increments of (B, M, P, Q), covariance `gram_matrix` from the generated closed forms; accurate entry by
   entry, but so ill-conditioned on short intervals (eigenvalues ~ d, d^3, d^5, d^7) that it must never be
@@ -11,24 +12,34 @@ Two representations of one Brownian motion on an interval [a, b]:
   Legendre coefficients of the kernels (truncation below 1e-14 relative, derived in analysis/brownian.py);
   longer intervals are sums of leaves.
 
+Every path of docs/brownian-paths.md answers a functional over a node as w . Z, with the kernel's moment
+weights w (`interval_moment_weights`) and a check that the degrees left out stay within TAIL_TOLERANCE.
+
 `coefficients` is the generated module `seeds.solvers._coefficients` (default) or any namespace holding the
 functions of `seeds.analysis.brownian.generated_source()`.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from types import ModuleType
 
 import numpy as np
 import scipy.linalg
+import torch
+
+from seeds.solvers import _coefficients as generated
 
 FUNCTIONALS = ("B", "M", "P", "Q")
+# unit Legendre moments kept per node: degrees 0 .. LEGENDRE_DEGREE
+MOMENTS = generated.LEGENDRE_DEGREE + 1
+# A kernel whose Legendre tail beyond the kept degree exceeds this fraction of its resolved part is
+# refused: the derived truncation of B, M, P, Q on leaves is 1e-14.
+TAIL_TOLERANCE = 1e-13
 
 
 def _namespace(coefficients):
-    return importlib.import_module("seeds.solvers._coefficients") if coefficients is None else coefficients
+    return generated if coefficients is None else coefficients
 
 
 def gram_matrix(a, b, sigma_data, coefficients: ModuleType | None = None) -> np.ndarray:
@@ -165,3 +176,67 @@ def raw_bridge_law(a: float, b: float, c: float, sigma_data: float, coefficients
     residual = child - projected @ orthonormal.T
     mean_map = scipy.linalg.solve_triangular(triangular, projected.T).T
     return mean_map, residual @ residual.T
+
+
+# ------------------------------------------------------------------ moment weights of any kernel
+
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(2 * MOMENTS)
+# P_j(node) for j up to 2 * LEGENDRE_DEGREE + 1: the degrees above LEGENDRE_DEGREE measure the truncation.
+_LEGENDRE_VALUES = np.polynomial.legendre.legvander(_GAUSS_NODES, 2 * MOMENTS - 1).T
+_UNIT_VARIANCES = legendre_moment_variances(1.0, 2 * MOMENTS - 1)
+# kernel values at the Gauss nodes @ this = Legendre coefficients
+_VALUES_TO_COEFFICIENTS = (_LEGENDRE_VALUES * _GAUSS_WEIGHTS).T / _UNIT_VARIANCES
+
+
+def kernel_values(kernel, centres: np.ndarray, halves: np.ndarray) -> np.ndarray:
+    """The kernel at the Gauss nodes of the intervals centres -/+ halves: (intervals, 2 * MOMENTS)."""
+    times = centres[:, None] + halves[:, None] * _GAUSS_NODES
+    values = torch.as_tensor(kernel(torch.from_numpy(times)), dtype=torch.float64).cpu().numpy()
+    return np.broadcast_to(values, times.shape)
+
+
+def moment_weights(values: np.ndarray, halves: np.ndarray) -> np.ndarray:
+    """Weights w_j = c_j sd_j, j < 2 * MOMENTS, of kernel values at the Gauss nodes of intervals with these
+    half-lengths: c_j the Legendre coefficients, sd_j^2 = half-length * 2/(2j+1)."""
+    return (values @ _VALUES_TO_COEFFICIENTS) * np.sqrt(np.multiply.outer(halves, _UNIT_VARIANCES))
+
+
+def relative_tails(weights: np.ndarray) -> np.ndarray:
+    """tails[..., q] = |(w_q+1, ..., w_15)| / |(w_0, ..., w_q)| for q <= LEGENDRE_DEGREE: the relative size of
+    what keeping the moments up to degree q leaves out (0 for a zero kernel)."""
+    squares = weights**2
+    kept = np.sqrt(np.cumsum(squares, axis=-1)[..., :MOMENTS])
+    dropped = np.sqrt(np.cumsum(squares[..., ::-1], axis=-1)[..., ::-1][..., 1 : MOMENTS + 1])
+    return np.divide(dropped, kept, out=np.zeros_like(kept), where=kept > 0)
+
+
+def kernel_moment_weights(kernel, a: float, b: float) -> tuple[np.ndarray, float]:
+    """(w, tail): int_a^b kernel dB = w . Z + error for the unit Legendre moments Z of [a, b].
+
+    w_j = c_j sd_j with c_j the Legendre coefficients of the kernel on [a, b] and sd_j^2 = half-length
+    * 2/(2j+1); tail is |(w_8, ..., w_15)| / |w|, the relative size of what the expansion leaves out.
+    """
+    weights, tails = interval_moment_weights(kernel, np.array([a]), np.array([b]))
+    return weights[0], float(tails[0])
+
+
+def interval_moment_weights(kernel, lefts: np.ndarray, rights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`kernel_moment_weights` of many intervals at once: weights (interval, moment) and tails (interval)."""
+    halves = (rights - lefts) / 2
+    weights = moment_weights(kernel_values(kernel, (lefts + rights) / 2, halves), halves)
+    return weights[:, :MOMENTS], relative_tails(weights)[:, generated.LEGENDRE_DEGREE]
+
+
+def exponential_tails(rate_times_half_lengths: np.ndarray) -> np.ndarray:
+    """relative_tails of e^(x v) on [-1, 1] for each x: the tails of any exponential with rate * half = x."""
+    values = np.exp(np.multiply.outer(rate_times_half_lengths, _GAUSS_NODES))
+    return relative_tails(moment_weights(values, np.ones(len(rate_times_half_lengths))))
+
+
+def combine(coefficients, sources):
+    """sum_s coefficients[..., s] * sources[s] by elementwise multiply-adds in a fixed order, so that each
+    element's value never depends on the batch (a matrix product's reduction order may)."""
+    total = coefficients[..., 0] * sources[0]
+    for s in range(1, len(sources)):
+        total += coefficients[..., s] * sources[s]
+    return total

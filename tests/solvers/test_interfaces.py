@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seeds.solvers import EDM, GRIDS, sample, sample_seeds_1, sample_seeds_2, sample_seeds_3
-from seeds.solvers.brownian_path import BrownianPath
+from seeds.solvers.brownian import BrownianPath
 from tests.solver_problems import mixture_denoiser
 
 K_DIFFUSION_PARAMETERS = [

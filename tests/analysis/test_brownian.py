@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seeds.analysis import brownian
-from seeds.solvers import _backend, brownian_laws
+from seeds.solvers import _backend
+from seeds.solvers.brownian import laws
 
 LAMBDA_MIN, LAMBDA_MAX = -math.log(80.0), -math.log(0.002)
 WHOLE_RANGE = LAMBDA_MAX - LAMBDA_MIN
@@ -136,7 +137,7 @@ def test_generated_source_calls_only_backend_names():
 @pytest.mark.parametrize("length", np.geomspace(1e-10, WHOLE_RANGE, 7))
 def test_raw_gram_symmetric_finite_and_psd_up_to_entry_errors(coefficients, closed_form_gram, length):
     a = LAMBDA_MIN + 0.5 * (WHOLE_RANGE - length)
-    gram = brownian_laws.gram_matrix(a, a + length, 0.5, coefficients)
+    gram = laws.gram_matrix(a, a + length, 0.5, coefficients)
     assert np.all(np.isfinite(gram)) and np.array_equal(gram, gram.T)
     with mpmath.workdps(120):
         exact = exact_gram(closed_form_gram, a, a + length, 0.5, digits=120)
@@ -171,7 +172,7 @@ def test_numeric_child_map_matches_symbolic(split):
     symbolic = np.array(
         brownian.legendre_unit_child_map(DEGREE).subs(brownian.fraction, split).evalf(30), dtype=float
     )
-    numeric = brownian_laws.legendre_unit_child_map(float(split), DEGREE)
+    numeric = laws.legendre_unit_child_map(float(split), DEGREE)
     # Entries are O(1) sums of ~2p O(1) terms: a few tens of eps.
     assert np.abs(numeric - symbolic).max() <= 100 * EPS
 
@@ -185,16 +186,11 @@ def test_child_map_reproduces_parent_moments_of_any_integrator():
         times = (start + end) / 2 + half * nodes
         integrator = np.cos(3 * times) + times**2
         values = np.polynomial.legendre.legvander(nodes, DEGREE).T
-        return (
-            half
-            * (values * weights)
-            @ integrator
-            / np.sqrt(brownian_laws.legendre_moment_variances(half, DEGREE))
-        )
+        return half * (values * weights) @ integrator / np.sqrt(laws.legendre_moment_variances(half, DEGREE))
 
     start, split, end = 0.2, 0.55, 1.3
     children = np.concatenate([unit_moments(start, split), unit_moments(split, end)])
-    mapped = brownian_laws.legendre_unit_child_map((split - start) / (end - start), DEGREE) @ children
+    mapped = laws.legendre_unit_child_map((split - start) / (end - start), DEGREE) @ children
     # Quadrature of an entire function with 60 nodes is exact to rounding; the map adds ~p eps.
     np.testing.assert_allclose(mapped, unit_moments(start, end), rtol=0, atol=1e-13)
 
@@ -205,8 +201,8 @@ def test_child_map_reproduces_parent_moments_of_any_integrator():
     st.integers(0, 2**32 - 1),
 )
 def test_moment_bridge_is_psd_projection_and_reproduces_parent(fraction, seed):
-    mean_map, covariance, noise_map = brownian_laws.bridge_moment_law(fraction, DEGREE)
-    unit_map = brownian_laws.legendre_unit_child_map(fraction, DEGREE)
+    mean_map, covariance, noise_map = laws.bridge_moment_law(fraction, DEGREE)
+    unit_map = laws.legendre_unit_child_map(fraction, DEGREE)
     size = 2 * (DEGREE + 1)
     # Orthonormal rows and a Householder complement hold to a small multiple of p * eps.
     tolerance = 100 * EPS
@@ -250,9 +246,9 @@ def test_truncation_bound_exceeds_actual_legendre_error(name):
 @given(positions, st.floats(math.log(1e-10), math.log(WHOLE_RANGE)), sigma_datas)
 def test_functionals_from_moments_reproduce_gram(coefficients, position, log_length, sigma_data):
     a, b = interval(position, log_length)
-    maps = brownian_laws.leaf_moment_maps(a, b, sigma_data, coefficients)
+    maps = laws.leaf_moment_maps(a, b, sigma_data, coefficients)
     from_moments = maps @ maps.T
-    gram = brownian_laws.gram_matrix(a, b, sigma_data, coefficients)
+    gram = laws.gram_matrix(a, b, sigma_data, coefficients)
     # Projection error enters the covariance squared (<= (1e-14)^2); rounding of 16-node quadratures and
     # the leaf sums is ~100 eps relative: 1e-12 is the stated accuracy.
     np.testing.assert_allclose(from_moments, gram, rtol=1e-12, atol=0)
@@ -263,7 +259,7 @@ def test_functionals_from_moments_reproduce_gram(coefficients, position, log_len
     [(0.1, 0.15, 0.2), (-1.0, -0.3, 0.6), (1.0, 1.5, 2.0), (LAMBDA_MIN, 0.0, LAMBDA_MAX)],
 )
 def test_raw_bridge_law_matches_high_precision(coefficients, closed_form_gram, a, b, c):
-    mean_map, covariance = brownian_laws.raw_bridge_law(a, b, c, 0.5, coefficients)
+    mean_map, covariance = laws.raw_bridge_law(a, b, c, 0.5, coefficients)
     with mpmath.workdps(60):
         first = exact_gram(closed_form_gram, a, b, 0.5, digits=60)
         parent = first + exact_gram(closed_form_gram, b, c, 0.5, digits=60)
@@ -285,12 +281,12 @@ def test_raw_bridge_law_matches_high_precision(coefficients, closed_form_gram, a
 def test_raw_law_given_moments_has_the_raw_gram_as_total_variance(coefficients, fraction):
     a, c, sigma_data = 0.4, 0.4 + 2 * coefficients.LEGENDRE_MAX_HALF_LENGTH, 0.5
     b = a + fraction * (c - a)
-    mean_map, covariance = brownian_laws.raw_bridge_law_given_moments(a, b, c, sigma_data, coefficients)
+    mean_map, covariance = laws.raw_bridge_law_given_moments(a, b, c, sigma_data, coefficients)
     assert np.linalg.eigvalsh(covariance).min() >= -1e-12 * np.abs(covariance).max()
     # Law of total variance: Var X = Var E[X|y] + E Var[X|y], with y ~ N(0, I).
     np.testing.assert_allclose(
         mean_map @ mean_map.T + covariance,
-        brownian_laws.gram_matrix(a, b, sigma_data, coefficients),
+        laws.gram_matrix(a, b, sigma_data, coefficients),
         rtol=1e-12,
     )
 
@@ -300,8 +296,8 @@ def test_runtime_kernel_coefficients_match_symbolic_expansion(coefficients, name
     start, end, sigma_data = 0.3, 0.35, 0.5
     half = (end - start) / 2
     row = brownian.FUNCTIONALS.index(name)
-    unit_scales = np.sqrt(brownian_laws.legendre_moment_variances(half, DEGREE))
-    runtime = brownian_laws.functional_moment_map(start, end, sigma_data, coefficients)[row] / unit_scales
+    unit_scales = np.sqrt(laws.legendre_moment_variances(half, DEGREE))
+    runtime = laws.functional_moment_map(start, end, sigma_data, coefficients)[row] / unit_scales
     for j in range(4):
         symbolic = sp.lambdify(
             (brownian.midpoint, brownian.half_length), brownian.legendre_kernel_coefficient(name, j), "mpmath"

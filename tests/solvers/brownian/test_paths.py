@@ -15,21 +15,20 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
-import scipy.optimize
 import scipy.stats
 import torch
 
-from seeds.solvers import brownian_laws
-from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGTH
-from seeds.solvers.adaptive_path import AdaptiveBrownianPath
-from seeds.solvers.brownian_path import (
-    SPLIT_DEGREES,
+from seeds.solvers.brownian import (
+    AdaptiveBrownianPath,
+    B,
     BrownianPath,
-    _node_words,
-    _row_words,
-    kernel_moment_weights,
+    EDMFunctional,
+    ExponentialFunctional,
+    M,
+    P,
+    functional_for,
 )
-from seeds.solvers.noise import B, EDMFunctional, ExponentialFunctional, M, P, functional_for
+from seeds.solvers.brownian.laws import gram_matrix
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 LAM_LO, LAM_HI = -math.log(SIGMA_MAX), -math.log(SIGMA_MIN)
@@ -88,94 +87,6 @@ def values_of(path, functional, a, b) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- laws
 
 
-def test_leaf_moment_weights_agree_with_the_generated_legendre_maps():
-    a, b = 0.3, 0.3 + 2 * LEGENDRE_MAX_HALF_LENGTH
-    expected = brownian_laws.functional_moment_map(a, b, 0.5)
-    for row, functional in enumerate([B, M, P, Q]):
-        weights, tail = kernel_moment_weights(functional.kernel, a, b)
-        assert np.allclose(weights, expected[row], rtol=0, atol=1e-14 * np.abs(expected[row]).max())
-        assert tail < 1e-13
-
-
-def test_one_node_hash_words_are_the_row_words_of_its_moments():
-    """The per-node fast path (Python ints) is the same hash as the vectorised one: one family of draws."""
-    for stream, depth, node in [(1, 0, 5), (4, 1, (1 << 33) + 7), (5, 0, 2**40 - 1)]:
-        moments = np.arange(LEGENDRE_DEGREE + 1)
-        expected = _row_words(stream, depth, node & 0xFFFFFFFF, node >> 32, moments)
-        assert np.array_equal(_node_words(stream, depth, node, LEGENDRE_DEGREE + 1), expected)
-
-
-def test_normals_do_not_depend_on_how_rows_are_chunked(monkeypatch):
-    """On the CPU a request is hashed in chunks of whole rows through a kept workspace; one row per chunk,
-    all rows in one chunk, and a smaller request after the workspace grew give the same bits."""
-    import seeds.solvers.brownian_path as module
-
-    words = _row_words(1, 0, np.arange(5), 0, np.zeros(5, dtype=np.int64))
-    x = torch.zeros(3, 2, dtype=torch.float64)
-    together = BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=4)._normals(words)
-    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", x.numel())
-    path = BrownianPath(x, SIGMA_MIN, SIGMA_MAX, seed=4)
-    assert torch.equal(path._normals(words[:, :2]), together[:2])
-    assert torch.equal(path._normals(words), together)
-    assert together.shape == (5, 6) and torch.isfinite(together).all()
-
-
-@path_types
-@pytest.mark.parametrize("first_in_inference_mode", [True, False])
-def test_a_path_answers_in_and_out_of_inference_mode(path_type, first_in_inference_mode):
-    """Built and first asked in one mode, asked on in the other (a sampler under torch.inference_mode, then
-    a check outside it): no error, and the same values as a path asked in one mode throughout."""
-    x = torch.zeros(16, 8, dtype=torch.float64)  # P and M need moments no B query drew: new normals
-    queries = [(B, 0.0, 0.5), (P, 0.5, 1.0), (M, -1.0, 0.25)]
-    reference = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
-    expected = [reference.increment(*query) for query in queries]
-    with torch.inference_mode(first_in_inference_mode):
-        path = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
-        first = path.increment(*queries[0])
-    with torch.inference_mode(not first_in_inference_mode):
-        rest = [path.increment(*query) for query in queries[1:]]
-    for got, want in zip([first, *rest], expected):
-        assert torch.equal(got, want)
-
-
-@pytest.mark.parametrize("degree", range(LEGENDRE_DEGREE + 1))
-def test_truncated_bridge_law_is_the_marginal_of_the_full_one(degree):
-    """What lets the tree drop degrees: the children's moments up to q given the parent's up to q, drawn
-    with bridge_moment_law(0.5, q), have the joint law (with the parent's moments up to q) that the full
-    degree-7 bridge gives them. Both laws are Gaussian, so the covariances decide."""
-    full_mean, _, full_noise = brownian_laws.bridge_moment_law(0.5, LEGENDRE_DEGREE)
-    mean, _, noise = brownian_laws.bridge_moment_law(0.5, degree)
-    kept = [*range(degree + 1), *range(LEGENDRE_DEGREE + 1, LEGENDRE_DEGREE + 2 + degree)]  # left, right
-    full_children = full_mean @ full_mean.T + full_noise @ full_noise.T
-    assert np.allclose(full_children[np.ix_(kept, kept)], mean @ mean.T + noise @ noise.T, rtol=0, atol=1e-14)
-    # the cross-covariance with the parent's moments up to q is the mean map
-    assert np.allclose(full_mean[kept, : degree + 1], mean, rtol=0, atol=1e-14)
-
-
-def test_split_degrees_resolve_every_admissible_exponential_below_its_leaf():
-    """The fastest exponential the leaf check admits, and B, M, P, Q: on every sub-leaf node (half-length
-    h 2^-k) the tail beyond the degree the split there keeps is within the tolerance, and it falls to 0."""
-    half = LEGENDRE_MAX_HALF_LENGTH
-    rate = scipy.optimize.brentq(
-        lambda r: math.log(kernel_moment_weights(lambda u: torch.exp(r * u), -half, half)[1] / 1e-13),
-        1.0,
-        1e3,
-    )
-    assert SPLIT_DEGREES[0] == LEGENDRE_DEGREE and list(SPLIT_DEGREES) == sorted(SPLIT_DEGREES, reverse=True)
-    assert SPLIT_DEGREES[-1] == 0
-    for k, degree in enumerate(SPLIT_DEGREES[:50]):
-        a, b = 1.0, 1.0 + 2 * half * 2.0**-k
-        for kernel in [
-            lambda u: torch.exp(rate * u),
-            lambda u: torch.exp(-rate * u),
-            *(f.kernel for f in (B, M, P, Q)),
-        ]:
-            weights = kernel_moment_weights(kernel, a, b)[0]
-            # degrees above 7 are below 1e-13 already (the leaf check), so degrees q+1..7 decide; the 1% is
-            # the root finder's slack in the fastest rate
-            assert np.linalg.norm(weights[degree + 1 :]) <= 1.01e-13 * np.linalg.norm(weights[: degree + 1])
-
-
 @pytest.mark.parametrize("functional", FUNCTIONALS, ids=lambda f: getattr(f, "name", str(f)))
 @pytest.mark.parametrize("interval", list(INTERVALS), ids=str)
 def test_increments_have_the_marginal_law(path, functional, interval):
@@ -186,7 +97,7 @@ def test_increments_have_the_marginal_law(path, functional, interval):
 @pytest.mark.parametrize(("a", "b"), [(-4.0, -1.5), (0.25, 0.75), (2.0, 6.0)])
 def test_joint_covariance_of_b_m_p_q_matches_the_gram_matrix(path, a, b):
     samples = np.stack([values_of(path, f, a, b) for f in (B, M, P, Q)], axis=1)
-    gram = brownian_laws.gram_matrix(a, b, 0.5)
+    gram = gram_matrix(a, b, 0.5)
     empirical = samples.T @ samples / SAMPLES  # the mean is known to be 0
     spread = np.sqrt((np.outer(np.diag(gram), np.diag(gram)) + gram**2) / SAMPLES)  # Wishart entry sd
     assert np.all(np.abs(empirical - gram) <= z_bound(3 * 10) * spread)
@@ -199,7 +110,7 @@ def test_whitened_increments_over_adjacent_intervals_are_independent_standard_no
     samples = np.hstack(
         [np.stack([values_of(path, f, *ends) for f in (B, M, P, Q)], axis=1) for ends in ((a, b), (b, c))]
     )
-    gram = scipy.linalg.block_diag(brownian_laws.gram_matrix(a, b, 0.5), brownian_laws.gram_matrix(b, c, 0.5))
+    gram = scipy.linalg.block_diag(gram_matrix(a, b, 0.5), gram_matrix(b, c, 0.5))
     whitened = scipy.linalg.solve_triangular(np.linalg.cholesky(gram), samples.T, lower=True).T
     for column in (0, 3, 4, 7):
         assert_standard_normal(whitened[:, column])
@@ -220,7 +131,7 @@ def test_bridge_conditional_law(path, given, asked, a, b, c):
     """Given Y = increment of `given` over [a, c], the increment X of `asked` over [a, b] has mean
     Cov(X, Y)/Var(Y) Y and variance Var(X) - Cov(X, Y)^2/Var(Y) (Gaussian conditioning, Gram entries)."""
     index = {B: 0, M: 1, P: 2, Q: 3}
-    cov_xy = brownian_laws.gram_matrix(a, b, 0.5)[index[asked], index[given]]
+    cov_xy = gram_matrix(a, b, 0.5)[index[asked], index[given]]
     var_x = asked.clock_increment(a, b)
     var_y = given.clock_increment(a, c)
     y, x = values_of(path, given, a, c), values_of(path, asked, a, b)
@@ -230,6 +141,24 @@ def test_bridge_conditional_law(path, given, asked, a, b, c):
 
 
 # --------------------------------------------------------------------------------------- path properties
+
+
+@path_types
+@pytest.mark.parametrize("first_in_inference_mode", [True, False])
+def test_a_path_answers_in_and_out_of_inference_mode(path_type, first_in_inference_mode):
+    """Built and first asked in one mode, asked on in the other (a sampler under torch.inference_mode, then
+    a check outside it): no error, and the same values as a path asked in one mode throughout."""
+    x = torch.zeros(16, 8, dtype=torch.float64)  # P and M need moments no B query drew: new normals
+    queries = [(B, 0.0, 0.5), (P, 0.5, 1.0), (M, -1.0, 0.25)]
+    reference = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
+    expected = [reference.increment(*query) for query in queries]
+    with torch.inference_mode(first_in_inference_mode):
+        path = path_type(x, SIGMA_MIN, SIGMA_MAX, seed=6)
+        first = path.increment(*queries[0])
+    with torch.inference_mode(not first_in_inference_mode):
+        rest = [path.increment(*query) for query in queries[1:]]
+    for got, want in zip([first, *rest], expected):
+        assert torch.equal(got, want)
 
 
 @path_types
@@ -408,6 +337,7 @@ def test_bad_queries_are_refused_with_the_problem_named(path_type):
 # ------------------------------------------------------------------------------------------------ devices
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CPU/CUDA agreement not checked")
 @path_types
 def test_cuda_draws_agree_with_cpu(path_type):

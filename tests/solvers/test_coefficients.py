@@ -1,6 +1,6 @@
 """Every generated coefficient against its closed form evaluated by mpmath at 50 digits.
 
-Budget (issue 2): relative error <= 1e-14 in float64 and <= 1e-6 in float32. "Relative" is measured against
+Budget: relative error <= 1e-14 in float64 and <= 1e-6 in float32. "Relative" is measured against
 max(|f|, sum_i |a_i df/da_i|): the second term is the change a one-unit relative perturbation of the
 arguments causes, so near a zero crossing of f (e.g. lambda(nu) at lambda = 0) the budget is the function's
 own conditioning rather than an impossible relative accuracy around zero. Results in the subnormal range

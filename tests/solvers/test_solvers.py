@@ -1,5 +1,5 @@
 """Solver behaviour: exactness, stage-noise laws, convergence of the output variance, reproducibility,
-float32 robustness and clear errors for bad input (issue 3, section 6)."""
+float32 robustness and clear errors for bad input."""
 
 import math
 
@@ -9,11 +9,9 @@ import scipy.stats
 import torch
 
 from seeds.analysis import predicted_orders
-from seeds.experiments.exact_linear import exact_output_variance
+from seeds.experiments.verification.exact_linear import exact_output_variance
 from seeds.solvers import EDM, GRIDS, GridError, ModelOutputError, make_method, sample
-from seeds.solvers.adaptive_path import AdaptiveBrownianPath
-from seeds.solvers.brownian_path import BrownianPath
-from seeds.solvers.noise import IndependentPieces, functional_for
+from seeds.solvers.brownian import AdaptiveBrownianPath, BrownianPath, IndependentPieces, functional_for
 from tests.solver_problems import (
     gaussian_denoiser,
     mixture_denoiser,
@@ -215,7 +213,7 @@ def test_output_variance_converges_for_gaussian_data(method, options):
     """Exact (Monte-Carlo-free) output variance on N(0, 0.25) data: the error tends to 0 as steps grow.
 
     The variance is E f(X) for f = x^2, so its error falls at least with the predicted weak order; the
-    measured order over the last refinement must reach weak order - 0.25 (the +-0.25 band of issue 4)."""
+    measured order over the last refinement must reach weak order - 0.25 (the +-0.25 band every order test uses)."""
     target = 0.25 + SIGMA_MIN**2
     errors = [
         abs(exact_output_variance(method, grid(n), 0.25, **options) - target) for n in (16, 64, 256, 1024)
@@ -260,12 +258,13 @@ def test_float32_run_over_the_whole_range_stays_finite(method, options):
     assert result.nfe == 24 * make_method(method, **options).nfe_per_step
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CPU/CUDA agreement not checked")
 @pytest.mark.parametrize("path_type", [BrownianPath, AdaptiveBrownianPath])
 @pytest.mark.parametrize(("method", "options"), ALL_METHODS, ids=[method_id(*case) for case in ALL_METHODS])
 def test_a_solve_on_cuda_agrees_with_the_cpu(method, options, path_type):
     """Same start, same seeded path, float64: the path's draws agree to 1e-12 relative on the two devices
-    (test_brownian_path) and 24 steps of a contracting solve add rounding of order 1e-15 per operation, so
+    (tests/solvers/brownian/test_paths.py) and 24 steps of a contracting solve add rounding of order 1e-15 per operation, so
     the samples (of order 1) agree far inside 1e-9."""
     x = torch.randn(64, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * SIGMA_MAX
     samples = {}
