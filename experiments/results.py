@@ -11,10 +11,11 @@ import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from seeds.experiments.sources import ROOT, code_digest
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -72,26 +73,29 @@ def git_commit() -> str | None:
     return completed.stdout.strip() + ("+dirty" if dirty else "")
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """sha256 of what a stored result depends on besides its cell: the solvers' and experiments' sources and
-    the committed data beside them (models, fitted mixtures)."""
-    digest = hashlib.sha256()
-    for folder in ("solvers", "experiments"):
-        for file in sorted((ROOT / folder).rglob("*")):
-            if file.is_file() and file.suffix in (".py", ".json", ".npz", ".safetensors"):
-                digest.update(file.relative_to(ROOT).as_posix().encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+def cell_key(cell) -> str:
+    """A stable name for a cell's result file: a hash of all its fields."""
+    text = json.dumps(asdict(cell), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class CellStore:
-    """One JSON file per finished cell, keyed by the cell's hash: a restarted run skips finished cells. Each
-    file records the code_digest() that computed it, and a cell computed by other code counts as missing, so
-    a changed solver or experiment never reuses a stale result (it is recomputed and overwritten)."""
+    """One JSON file per finished cell, keyed by the cell's hash: a restarted run skips finished cells.
 
-    def __init__(self, folder: Path):
+    `roots` are the modules that compute the cells and `data` the committed files they read; each file records
+    the code_digest() of those (their sources and everything they import), and a cell computed by other code
+    counts as missing, so a changed computation never reuses a stale result (it is recomputed and
+    overwritten), while an edit elsewhere (a figure, the benchmark) keeps the stored cells.
+    """
+
+    def __init__(self, folder: Path, roots: tuple[str, ...], data: tuple[Path, ...] = ()):
         self.folder = Path(folder)
+        self.roots = tuple(roots)
+        self.data = tuple(data)
+
+    @functools.cached_property
+    def code(self) -> str:
+        return code_digest(self.roots, self.data)
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
@@ -101,10 +105,10 @@ class CellStore:
         if not path.exists():
             return None
         result = json.loads(path.read_text())
-        return result if result.pop("code", None) == code_digest() else None
+        return result if result.pop("code", None) == self.code else None
 
     def save(self, key: str, result: dict) -> None:
-        atomic_write_json(self.path(key), {**result, "code": code_digest(), "provenance": provenance()})
+        atomic_write_json(self.path(key), {**result, "code": self.code, "provenance": provenance()})
 
     def load_or_run(self, cell, run) -> dict:
         """The stored result of `cell`, or run(cell), saved before it is returned."""

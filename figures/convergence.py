@@ -1,33 +1,11 @@
-"""Figures of the main job, drawn from the result files (never recomputed here)."""
+"""Figures of the main job (docs/results.md), drawn from its result files (never recomputed here)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from seeds.experiments.results import atomic_write_text  # noqa: E402
-
-COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-
-def _save(figure, folder: Path, name: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for suffix in ("png", "pdf"):
-        target = folder / f"{name}.{suffix}"
-        partial = folder / f".{name}.partial.{suffix}"
-        figure.savefig(
-            partial,
-            dpi=130,
-            bbox_inches="tight",
-            metadata={"CreationDate": None} if suffix == "pdf" else None,
-        )
-        partial.replace(target)
-    plt.close(figure)
+from seeds.figures.style import COLOURS, plt, save
 
 
 def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: Path) -> None:
@@ -71,7 +49,7 @@ def strong_figure(cells: list[dict], exact: dict | None, problem: str, folder: P
         )
         axis.legend(fontsize=7)
         axis.grid(True, which="both", alpha=0.3)
-    _save(figure, folder, f"strong_{problem}")
+    save(figure, folder, f"strong_{problem}")
 
 
 def _on(cell: dict, problem: str, grid: str) -> bool:
@@ -111,7 +89,7 @@ def weak_figure(exact: dict, folder: Path) -> None:
     )
     axis.legend(fontsize=7)
     axis.grid(True, which="both", alpha=0.3)
-    _save(figure, folder, "weak_gaussian")
+    save(figure, folder, "weak_gaussian")
 
 
 def quality_figure(quality: dict, folder: Path) -> None:
@@ -136,7 +114,7 @@ def quality_figure(quality: dict, folder: Path) -> None:
     axes[1].set_ylabel("total-variation error of mode weights")
     axes[0].set_title(f"{problem} mixture, {samples} samples per point, sigma 80 -> 0.002", fontsize=9)
     axes[1].legend(fontsize=7)
-    _save(figure, folder, f"quality_{problem}")
+    save(figure, folder, f"quality_{problem}")
 
 
 def make_figures(results: Path, folder: Path) -> None:
@@ -148,4 +126,3 @@ def make_figures(results: Path, folder: Path) -> None:
     if exact is not None:
         weak_figure(exact, folder)
     quality_figure(json.loads((results / "quality.json").read_text()), folder)
-    atomic_write_text(folder / "orders_table.md", (results / "orders_table.md").read_text())

@@ -1,5 +1,5 @@
-"""Figures of the learned-model experiment (experiments/learned.py), drawn from its result files: quality
-against NFE per solver, strong error against step count, and sample grids."""
+"""Figures of the learned-model experiment (`seeds figures`, docs/learned-models.md), drawn from its result
+files: quality against NFE per solver, strong error against step count, and sample grids."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seeds.experiments.results import atomic_write_text
-from seeds.figures.convergence import _save, plt
+from seeds.figures.style import plt, save
 
 QUALITY_CEILING = 300.0
 
@@ -59,7 +58,7 @@ def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
         f"Learned digits model: {payload['metric']}, {samples} samples per point (95% bootstrap CI)"
     )
     axis.legend(fontsize=7, ncol=2)
-    _save(figure, folder, f"quality_learned{suffix}")
+    save(figure, folder, f"quality_learned{suffix}")
 
 
 def strong_figure(payload: dict, folder: Path) -> None:
@@ -82,7 +81,7 @@ def strong_figure(payload: dict, folder: Path) -> None:
     paths = payload["strong"][0]["cell"]["paths"]
     axis.set_title(f"Strong error on the learned digits model ({paths} Brownian paths; slope = order in h)")
     axis.legend(fontsize=7)
-    _save(figure, folder, "strong_learned")
+    save(figure, folder, "strong_learned")
 
 
 def _tile(flat_images: np.ndarray, size: int = 8, gap: int = 1) -> np.ndarray:
@@ -113,7 +112,7 @@ def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
     figure.suptitle(
         f"Samples at NFE {nfe}: the same initial noise and Brownian path for every method", fontsize=9
     )
-    _save(figure, folder, f"samples_learned_nfe{nfe}")
+    save(figure, folder, f"samples_learned_nfe{nfe}")
 
 
 def make_figures(results: Path, folder: Path, suffix: str = "") -> None:
@@ -129,4 +128,3 @@ def make_figures(results: Path, folder: Path, suffix: str = "") -> None:
         strong_figure(payload, folder)
         for nfe in (small, grid[-1]):
             sample_grid_figure(cells, nfe, folder)
-    atomic_write_text(folder / f"learned_table{suffix}.md", (results / f"learned{suffix}.md").read_text())

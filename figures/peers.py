@@ -1,5 +1,5 @@
-"""The peers' figure of `make bench`: sample quality against NFE for k-diffusion's samplers and ours on the
-same denoisers (experiments/peers.py), one panel per problem."""
+"""The peers' figure of `seeds bench`: sample quality against NFE for k-diffusion's samplers and ours on the
+same denoisers, one panel per problem (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ from pathlib import Path
 
 from matplotlib.ticker import NullFormatter
 
-from seeds.experiments.peers import SAME_METHOD
-from seeds.figures.convergence import _save, plt
+from seeds.figures.style import plt, save
 
 
-def quality_figure(peers: dict, folder: Path) -> None:
+def quality_figure(peers: dict, folder: Path, same_method: tuple[str, str]) -> None:
+    """`same_method`: the labels of two samplers that are one method (their samples agree to rounding),
+    drawn as one curve named for both."""
     problems = peers["problems"]
     figure, axes = plt.subplots(1, len(problems), figsize=(5.2 * len(problems), 4.8), squeeze=False)
     for axis, panel in zip(axes[0], problems.values()):
         curves: dict[str, list] = {}
         for row in panel["rows"]:
             curves.setdefault(row["cell"]["sampler"], []).append(row)
-        # the two are one method (equal to 1e-10, checked in the run): one curve, named for both
-        curves[f"{SAME_METHOD[1]} = {SAME_METHOD[0]}"] = curves.pop(SAME_METHOD[1])
-        curves.pop(SAME_METHOD[0])
+        curves[f"{same_method[1]} = {same_method[0]}"] = curves.pop(same_method[1])
+        curves.pop(same_method[0])
         for index, (label, rows) in enumerate(curves.items()):
             rows.sort(key=lambda r: r["nfe"])
             color = plt.get_cmap("tab10")(index % 10)
@@ -40,27 +40,4 @@ def quality_figure(peers: dict, folder: Path) -> None:
         "k-diffusion samplers (dashed) and ours (solid): same sigmas, denoisers, starts and noise seeds"
     )
     figure.tight_layout()
-    _save(figure, folder, "peers_quality")
-
-
-def table(peers: dict) -> str:
-    """Markdown: the Frechet distance of every sampler at every budget, per problem."""
-    budgets = peers["budgets"]
-    lines = []
-    for panel in peers["problems"].values():
-        lines += [
-            f"### {panel['title']} (floor of exact draws: {panel['floor']:.3g})",
-            "",
-            "| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
-            "|---|" + "---|" * len(budgets),
-        ]
-        values: dict[str, dict] = {}
-        for row in panel["rows"]:
-            values.setdefault(row["cell"]["sampler"], {})[row["cell"]["budget"]] = row["frechet"]
-        for label, by_budget in values.items():
-            lines.append(f"| {label} | " + " | ".join(f"{by_budget[b]:.3g}" for b in budgets) + " |")
-        if panel["agreement"]:
-            worst = max(a["max_abs_difference"] for a in panel["agreement"])
-            lines += ["", f"{SAME_METHOD[0]} vs {SAME_METHOD[1]}: max |difference| {worst:.1e}"]
-        lines.append("")
-    return "\n".join(lines)
+    save(figure, folder, "peers_quality")
