@@ -1,4 +1,5 @@
-"""Brownian functionals B, M, P, Q of one Brownian motion in lambda-time (SEEDS-MATH sections 2, 3, 3b).
+"""Brownian functionals B, M, P, Q of one Brownian motion in lambda-time (docs/mathematics.md, "Brownian
+functionals"; their numerics in docs/derivations.md).
 
 Each functional is the integral of a deterministic kernel against the same Brownian motion, so increments over
 [a, b] are jointly Gaussian with the Gram matrix int_a^b k_i k_j du. Everything here is derived by sympy:
@@ -187,7 +188,7 @@ def stable_gram_entry(first: str, second: str) -> sp.Expr:
     )
 
 
-# --- Legendre-moment route (SEEDS-MATH 3b) ---------------------------------------------------------------
+# --- Legendre-moment route (docs/derivations.md) -----------------------------------------------------------
 #
 # On an interval with midpoint m and half-length h let v = (u - m)/h in [-1, 1] and I_j = int P_j(v) dB_u.
 

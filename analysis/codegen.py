@@ -1,6 +1,6 @@
 """Writes solvers/_coefficients.py from the derivations.
 
-Run as `make coefficients` or `python -m seeds.analysis.codegen`.
+Run as `make coefficients` or `seeds coefficients`.
 
 Each generated function is an `@elementwise` function of floats, numpy arrays or torch tensors. The file is
 assembled from GeneratedFunction records, which also carry the unstabilised sympy expression the tests
@@ -10,7 +10,6 @@ evaluate with mpmath as the reference.
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from sympy.printing.str import StrPrinter
 from seeds.analysis import exact, methods, orders, phi, schemes
 
 OUTPUT = Path(__file__).resolve().parent.parent / "solvers" / "_coefficients.py"
-COMMAND = "make coefficients (python -m seeds.analysis.codegen)"
+COMMAND = "make coefficients (seeds coefficients)"
 
 # Argument kinds tell the tests which values an argument takes.
 STEP, LOG_SNR, RATE, FRACTION, RATIO, ETA, SIGMA_DATA, PHI_ARGUMENT = (
@@ -407,7 +406,3 @@ def main() -> int:
     temporary.replace(OUTPUT)
     print(f"wrote {OUTPUT} ({len(text.splitlines())} lines)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

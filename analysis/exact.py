@@ -1,4 +1,4 @@
-"""Exact solutions of the reverse diffusion SDE in scaled coordinates (SEEDS-MATH sections 1-2).
+"""Exact solutions of the reverse diffusion SDE in scaled coordinates (docs/mathematics.md, "Coordinates" and "Exact solutions").
 
 In x~ = x/alpha and lambda = log(alpha/sigma) (vs = e^{-lambda}), the eta-family of reverse SDEs is
 

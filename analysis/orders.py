@@ -1,4 +1,4 @@
-"""Predicted convergence orders, from the one-step error on the linear test problem (SEEDS-MATH section 5).
+"""Predicted convergence orders, from the one-step error on the linear test problem (docs/derivations.md).
 
 Gaussian data N(0, s^2) make the exact denoiser linear, D = s^2 / (s^2 + vs^2) x~, so every model output is
 m = gain(lambda) x~ and the reverse SDE dx~ = (1 + eta^2)(D - x~) dlambda + eta sqrt(2) vs dB is linear:

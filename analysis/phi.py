@@ -1,4 +1,4 @@
-"""Exponential integrals and the phi-functions they define (SEEDS-MATH sections 2 and 4).
+"""Exponential integrals and the phi-functions they define (docs/mathematics.md, "The schemes").
 
 Everything here is derived by sympy/mpmath: the closed forms come out of `sympy.integrate`, the Taylor
 coefficients out of `sympy.series`, and the switch-over point between the two numerical forms out of an

@@ -1,6 +1,6 @@
 """Solver coefficients generated from the derivations in seeds.analysis.
 
-GENERATED FILE - DO NOT EDIT. Regenerate with: make coefficients (python -m seeds.analysis.codegen).
+GENERATED FILE - DO NOT EDIT. Regenerate with: make coefficients (seeds coefficients).
 """
 
 import math  # noqa: F401  (printed expressions may use math.e / math.pi)

@@ -1,6 +1,6 @@
 """Predicted orders (analysis.orders): the table, the textbook cases it reproduces, the mistakes it catches.
 
-The cross-check against direct evaluation rebuilds one SEEDS-2 step from the formulas of SEEDS-MATH section 4
+The cross-check against direct evaluation rebuilds one SEEDS-2 step from the formulas of docs/mathematics.md ("The schemes")
 with mpmath quadrature, independent of the series machinery and of analysis.schemes.
 """
 
@@ -180,7 +180,7 @@ def test_edm_stage_boundaries_depend_on_h_and_the_end_is_exact():
 
 
 def test_series_agrees_with_direct_evaluation_of_seeds_2_noise():
-    """SEEDS-2 (noise, eta = 1, c2 = 1/2) as in SEEDS-MATH section 4, evaluated with mpmath at h = 1/100."""
+    """SEEDS-2 (noise, eta = 1, c2 = 1/2) as in docs/mathematics.md ("The schemes"), evaluated with mpmath at h = 1/100."""
     point, order, h = orders.POINTS[0], 7, mpmath.mpf(1) / 100
     one_step = orders.exponential_method("seeds-2/phi_1", "noise", 1).one_step(point, order)
     mean, second_moment_start = orders.start_errors(one_step)

@@ -1,4 +1,4 @@
-"""Symbolic checks of the derived exact solutions (SEEDS-MATH sections 1-2)."""
+"""Symbolic checks of the derived exact solutions (docs/mathematics.md, "Exact solutions")."""
 
 import pytest
 import sympy as sp
@@ -76,7 +76,7 @@ def test_edm_first_order_step_matches_seeds_math():
 
 
 def test_noise_processes_are_m_p_q():
-    """For eta = 1 the stochastic kernels are those of M, P and Q in SEEDS-MATH section 2."""
+    """For eta = 1 the stochastic kernels are those of M, P and Q (docs/mathematics.md, "Brownian functionals")."""
     root2 = sp.sqrt(2)
     kernels = {p: exact.exact_solution(p, 1).noise_kernel for p in exact.PARAMETERISATIONS}
     assert sp.simplify(kernels["noise"] - root2 * sp.exp(-lam)) == 0

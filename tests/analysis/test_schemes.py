@@ -2,7 +2,7 @@
 
 References typed here from the papers (independent of the derivation): DPM-Solver-1/2/3 (Lu et al. 2022,
 singlestep, noise prediction), DPM-Solver++ singlestep and 2M (Lu et al. 2022b, data prediction), and the
-SEEDS schemes as written in SEEDS-MATH section 4. All in x~ coordinates, h = lambda_t - lambda_s.
+SEEDS schemes as written in docs/mathematics.md ("The schemes"). All in x~ coordinates, h = lambda_t - lambda_s.
 """
 
 import random
@@ -159,7 +159,7 @@ def test_seeds_data_schemes_match_seeds_math_section_4():
 
 
 def test_edm_first_order_scheme_freezes_f():
-    """SEEDS-1/edm is the exact solution with F frozen at its start value (SEEDS-MATH section 2)."""
+    """SEEDS-1/edm is the exact solution with F frozen at its start value (docs/mathematics.md, "Exact solutions")."""
     (step,) = derived("edm", 1, "seeds-1", {}, {0: m0}, {1: dK})
     s, t = vs(0), vs(h)
     sd = sigma_data
