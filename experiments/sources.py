@@ -27,33 +27,46 @@ def module_file(module: str, root: Path = ROOT) -> Path | None:
     return file if file.is_file() else None
 
 
-def seeds_imports(module: str, root: Path = ROOT) -> set[str]:
-    """The `seeds.*` modules that `module` imports anywhere in its source.
+def imported_modules(module: str, source: str, is_package: bool, exists) -> set[str]:
+    """The `seeds.*` modules that `module` (whose text is `source`) imports anywhere, functions included.
 
-    `import seeds.a.b` names seeds.a.b; `from seeds.a import b` names seeds.a, and seeds.a.b as well when b
-    is a module rather than a name defined in seeds.a. Relative imports are resolved against `module`.
+    `import seeds.a.b` names seeds.a.b; `from seeds.a import b` names seeds.a.b when that is a module and
+    seeds.a when b is a name defined there. Relative imports are resolved against `module`. A name that is
+    no module (`exists(name)` false) stands for the nearest module above it.
     """
-    file = module_file(module, root)
-    if file is None:
-        raise ModuleNotFoundError(f"no source for {module} under {root}")
-    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+
+    def nearest(name: str) -> str | None:
+        while name and not exists(name):
+            name = name.rpartition(".")[0]
+        return name or None
+
+    package = module if is_package else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.update(nearest(alias.name) for alias in node.names if alias.name.startswith("seeds."))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                source = f"{anchor}.{node.module}" if node.module else anchor
+                base = f"{anchor}.{node.module}" if node.module else anchor
             else:
-                source = node.module
-            found.add(source)
-            found.update(
-                f"{source}.{alias.name}"
-                for alias in node.names
-                if module_file(f"{source}.{alias.name}", root) is not None
-            )
-    return {name for name in found if name.startswith("seeds.")}
+                base = node.module or ""
+            if base.split(".")[0] != "seeds":
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if exists(submodule) else nearest(base))
+    return found - {None, module}
+
+
+def seeds_imports(module: str, root: Path = ROOT) -> set[str]:
+    """The `seeds.*` modules that `module` imports anywhere in its source (see imported_modules)."""
+    file = module_file(module, root)
+    if file is None:
+        raise ModuleNotFoundError(f"no source for {module} under {root}")
+    return imported_modules(
+        module, file.read_text(), file.name == "__init__.py", lambda name: module_file(name, root) is not None
+    )
 
 
 def import_closure(roots, root: Path = ROOT) -> list[str]:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from seeds.experiments.sources import imported_modules
+
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("analysis", "solvers", "experiments", "figures")
 SYMBOLIC = ("sympy", "mpmath")
@@ -47,34 +49,17 @@ def module_sources(root: Path = ROOT) -> dict[str, str]:
     return sources
 
 
-def imported_modules(module: str, source: str, modules: set[str]) -> set[str]:
-    """The modules of ours that `module` imports anywhere in its body (functions included). A name imported
-    from a package is the submodule of that name when there is one, otherwise the package itself."""
-
-    def known(name: str) -> str | None:
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    is_package = any(other.startswith(module + ".") for other in modules)
-    targets = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            targets.update(known(alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                package = module.split(".")[: len(module.split(".")) + is_package - node.level]
-                base = ".".join(package + ([node.module] if node.module else []))
-            for alias in node.names:
-                submodule = f"{base}.{alias.name}"
-                targets.add(submodule if submodule in modules else known(base))
-    return targets - {None, module}
-
-
 def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """module -> the modules of ours it imports (experiments/sources.py reads them)."""
     modules = set(sources)
-    return {module: imported_modules(module, source, modules) for module, source in sources.items()}
+    return {
+        module: imported_modules(module, source, _is_package(module, modules), modules.__contains__)
+        for module, source in sources.items()
+    }
+
+
+def _is_package(module: str, modules: set[str]) -> bool:
+    return any(other.startswith(module + ".") for other in modules)
 
 
 def third_party_imports(source: str) -> set[str]:
@@ -187,9 +172,8 @@ def test_the_parser_sees_every_kind_of_import():
         "    from . import tree\n"
         "    from seeds.solvers import sample\n"
     )
-    assert imported_modules(
-        "seeds.solvers.brownian.laws", source, modules | {"seeds.solvers.brownian.laws"}
-    ) == {
+    laws = "seeds.solvers.brownian.laws"
+    assert imported_modules(laws, source, False, (modules | {laws}).__contains__) == {
         "seeds.solvers.methods",
         "seeds.solvers.brownian",
         "seeds.solvers.brownian.tree",
