@@ -211,11 +211,19 @@ def _pin_ends(schedule, times):
     return times
 
 
-def check_vs_grid(vs, vs_min: float | None = None, vs_max: float | None = None, allow_final_zero=True):
+def check_vs_grid(
+    vs,
+    vs_min: float | None = None,
+    vs_max: float | None = None,
+    allow_final_zero=True,
+    tolerance=1e-12,
+    range_of="the schedule",
+):
     """Refuse a noise-level grid that a solver cannot take; returns it as a float64 tensor.
 
-    The grid must be finite, strictly decreasing (noise to data), inside [vs_min, vs_max] when given, and may
-    end with a single 0 (the final denoising step).
+    The grid must be finite, strictly decreasing (noise to data), inside [vs_min, vs_max] when given (to
+    relative `tolerance`; an error names the range as `range_of`'s), and may end with a single 0 (the final
+    denoising step).
     """
     vs = torch.as_tensor(vs, dtype=torch.float64).detach().cpu()
     if vs.ndim != 1 or vs.numel() < 2:
@@ -235,15 +243,11 @@ def check_vs_grid(vs, vs_min: float | None = None, vs_max: float | None = None, 
         )
     if (body <= 0).any():
         raise GridError("sigmas must be positive except for a single final 0")
-    tolerance = 1e-12
+    covers = f"{range_of} covers sigma in [{vs_min or 0.0!r}, {vs_max or math.inf!r}]"
     if vs_max is not None and float(body[0]) > vs_max * (1 + tolerance):
-        raise GridError(
-            f"sigmas[0] = {float(body[0])!r} exceeds the schedule's largest noise level {vs_max!r}"
-        )
+        raise GridError(f"sigmas[0] = {float(body[0])!r} lies above the range: {covers}")
     if vs_min is not None and float(body[-1]) < vs_min * (1 - tolerance):
-        raise GridError(
-            f"sigmas end at {float(body[-1])!r}, below the schedule's smallest noise level {vs_min!r}"
-        )
+        raise GridError(f"sigmas end at {float(body[-1])!r}, below the range: {covers}")
     return vs
 
 

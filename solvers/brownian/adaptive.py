@@ -99,11 +99,11 @@ def _bridge_coefficients(fraction: float) -> torch.Tensor:
 class AdaptiveBrownianPath(SeededPath):
     """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min], refined at the queried times.
 
-    Same arguments and queries as BrownianPath (increment, fresh, the noise_sampler call); see the module
-    docstring for what depends on the query sequence.
+    Same arguments, dtypes and queries as BrownianPath (increment, fresh, the noise_sampler call,
+    from_sigmas); see the module docstring for what depends on the query sequence.
     """
 
-    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
+    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=None, sigma_data=0.5):
         super().__init__(x, sigma_min, sigma_max, seed, dtype, sigma_data)
         self._snap = _SNAP_UNITS * math.ulp(max(abs(self.lam_lo), abs(self.lam_hi)))
         self._finest = 2 * LEGENDRE_MAX_HALF_LENGTH * _FINEST_FRACTION_OF_A_LEAF
@@ -151,9 +151,8 @@ class AdaptiveBrownianPath(SeededPath):
         return _Node(left, right, (kind, self._opened[kind]))
 
     def _place(self, lam: float) -> float:
-        """lam on the tree: clamped to the range, snapped to a top boundary within _SNAP_UNITS, and covered
-        by top pieces (opening one beyond either end of those asked so far)."""
-        lam = min(max(lam, self.lam_lo), self.lam_hi)
+        """lam (in the range: the interval check clamps it) on the tree: snapped to a top boundary within
+        _SNAP_UNITS, and covered by top pieces (opening one beyond either end of those asked so far)."""
         bounds = self._boundaries
         if not bounds:
             bounds.append(lam)

@@ -33,7 +33,7 @@ from seeds.solvers._coefficients import LEGENDRE_DEGREE, LEGENDRE_MAX_HALF_LENGT
 from seeds.solvers.brownian.functionals import resolve_functional
 from seeds.solvers.brownian.laws import MOMENTS, TAIL_TOLERANCE, interval_moment_weights
 from seeds.solvers.brownian.normals import chain, words64
-from seeds.solvers.brownian.source import BrownianNoiseSampler
+from seeds.solvers.brownian.source import BrownianNoiseSampler, positive_levels
 
 # Normals drawn at once: 32 MiB of float64.
 _BLOCK_NUMBERS = 1 << 22
@@ -43,24 +43,23 @@ _SEED_SALTS = (0x452821E6, 0x38D01377)
 class PartitionPath(BrownianNoiseSampler):
     """Exact per-run Brownian path on the partition `times` (lambda values, any order, duplicates merged).
 
-    x: a (batch, ...) tensor giving shape and device. Queries, and the noise levels of the noise_sampler
-    call, must start and end at partition times (to 1e-12 relative); a functional is any object with
-    kernel(u) or one of "B", "M", "P", "Q".
+    x: a (batch, ...) tensor giving shape, device and the dtype of the noise_sampler call; increments come in
+    dtype (float64 when None), the noise_sampler call in dtype (x's dtype when None). Queries, and the noise
+    levels of the noise_sampler call, must start and end at partition times (to 1e-12 relative; beyond the
+    first and last time, to the rounding of `end_tolerance`); a functional is any object with kernel(u) or
+    one of "B", "M", "P", "Q".
     """
 
-    def __init__(self, x, times, seed: int = 0, dtype=torch.float64, sigma_data: float = 0.5):
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
-            raise ValueError("x must be a tensor with a non-empty leading batch dimension")
+    def __init__(self, x, times, seed: int = 0, dtype=None, sigma_data: float = 0.5):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"seed must be an int, got {seed!r}")
         times = np.unique(np.asarray(times, dtype=np.float64))
         if times.size < 2 or not np.all(np.isfinite(times)):
             raise ValueError(f"a partition needs at least two distinct finite times, got {times!r}")
+        lam_range = (float(times[0]), float(times[-1]))
+        super().__init__(x, lam_range, (math.exp(-lam_range[1]), math.exp(-lam_range[0])), dtype)
         self.times = times
-        self.shape, self.device, self.dtype = tuple(x.shape), x.device, dtype
         self.seed, self.sigma_data = seed, float(sigma_data)
-        self.lam_lo, self.lam_hi = float(times[0]), float(times[-1])
-        self.sigma_range = (math.exp(-self.lam_hi), math.exp(-self.lam_lo))
         self._numel = math.prod(self.shape)
         self._tolerance = 1e-12 * (1 + np.abs(times).max())
         gaps = np.diff(times)
@@ -76,12 +75,17 @@ class PartitionPath(BrownianNoiseSampler):
         self._gap_ends = np.cumsum(counts) - 1  # the last piece of each gap
         self._values: dict = {}
 
+    @classmethod
+    def from_sigmas(cls, x, sigmas, seed: int = 0, dtype=None, sigma_data: float = 0.5):
+        """The path on the partition of the grid's own levels (a final 0 ignored): enough for a method that asks
+        for noise at the grid's levels only (euler-maruyama, ddpm, seeds-1, sde-dpm-solver++-2m; k-diffusion's
+        euler_ancestral and dpmpp_2m_sde); one with stage points needs the times of `query_times`."""
+        return cls(x, [-math.log(level) for level in positive_levels(sigmas)], seed, dtype, sigma_data)
+
     def increment(self, functional, lam_a: float, lam_b: float) -> torch.Tensor:
         """K(lam_b) - K(lam_a) for K = int k dB, as a tensor like x."""
         values = self._values_of(resolve_functional(functional, self.sigma_data))
-        start, end = self._index(lam_a), self._index(lam_b)
-        if start > end:
-            raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must have lam_a <= lam_b")
+        start, end = self._indices(lam_a, lam_b)
         return (values[end] - values[start]).reshape(self.shape).to(self.dtype)
 
     def fresh(self, key: int) -> torch.Tensor:
@@ -90,8 +94,21 @@ class PartitionPath(BrownianNoiseSampler):
             "functional (use BrownianPath or IndependentPieces)"
         )
 
+    def _checked_interval(self, lam_a, lam_b) -> tuple[float, float]:
+        """The partition times at lam_a and lam_b."""
+        start, end = self._indices(lam_a, lam_b)
+        return float(self.times[start]), float(self.times[end])
+
+    def _indices(self, lam_a, lam_b) -> tuple[int, int]:
+        start, end = self._index(lam_a), self._index(lam_b)
+        if start > end:
+            raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must have lam_a <= lam_b")
+        return start, end
+
     def _index(self, lam) -> int:
         lam = float(lam)
+        if self._accepted[0] <= lam <= self._accepted[1]:  # a level rounded beyond an end is that end
+            lam = min(max(lam, self.lam_lo), self.lam_hi)
         index = int(np.clip(np.searchsorted(self.times, lam), 1, self.times.size - 1))
         index -= abs(self.times[index - 1] - lam) <= abs(self.times[index] - lam)
         if not abs(self.times[index] - lam) <= self._tolerance:

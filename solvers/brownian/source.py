@@ -1,4 +1,4 @@
-"""What every noise source answers, and the base of the per-sample-seeded paths.
+"""What every noise source answers, and the base of the paths.
 
 A noise source gives a solver the increments of Brownian functionals over intervals of lambda = -log sigma
 (docs/mathematics.md, "Brownian functionals" and "The noise split"), fresh standard normals for churn, and
@@ -14,6 +14,33 @@ import torch
 
 from seeds.solvers.brownian.functionals import B
 from seeds.solvers.brownian.normals import FRESH_STREAM, CounterNormals, row_words, words64
+
+# Noise levels reach a path rounded. k-diffusion builds its grids in float32, and get_sigmas_karras's
+# arithmetic puts an end up to about (rho / 2) (sigma_max / sigma_min)^(1 / rho) float32 ulps off (measured:
+# 17 for 1e-4 .. 14.6 at rho = 7, 57 for 0.002 .. 120 at rho = 3); sample_dpmpp_sde's -log/exp round trip
+# adds a few. A sampler in float16 or bfloat16 may round the levels to x's dtype as well: a few of its ulps
+# (measured up to 3.2 with that round trip).
+_FLOAT32_GRID_ULPS = 64
+_DTYPE_ULPS = 4
+
+
+def end_tolerance(dtype: torch.dtype) -> float:
+    """How far, relative in sigma, a noise level may lie beyond an end of a path's range and still count as
+    that end, for a sampler whose x is `dtype`: 64 float32 ulps (2^-17) plus 4 ulps of dtype."""
+    return _FLOAT32_GRID_ULPS * torch.finfo(torch.float32).eps + _DTYPE_ULPS * torch.finfo(dtype).eps
+
+
+def positive_levels(sigmas) -> list[float]:
+    """The noise levels of a grid as floats, a final 0 dropped; refuses fewer than two or any other level
+    that is not positive and finite."""
+    levels = torch.as_tensor(sigmas).detach().flatten().to("cpu", torch.float64).tolist()
+    if levels and levels[-1] == 0:
+        levels.pop()
+    if len(levels) < 2 or not all(0 < level < math.inf for level in levels):
+        raise ValueError(
+            f"sigmas must hold at least two positive finite noise levels, then perhaps a 0, got {levels!r}"
+        )
+    return levels
 
 
 @runtime_checkable
@@ -39,34 +66,59 @@ class NoiseSource(Protocol):
 
 
 class BrownianNoiseSampler:
-    """k-diffusion's noise_sampler for a source of path increments: the standardised increment of B."""
+    """What every path shares: its x, its range, the dtypes of its answers and k-diffusion's noise_sampler
+    call, the standardised increment of B; a subclass supplies increment(functional, lam_a, lam_b) and
+    _checked_interval(lam_a, lam_b), the interval it answers for (ends refused or moved onto the path).
 
-    def __call__(self, sigma, sigma_next) -> torch.Tensor:
-        """(B(lam_next) - B(lam)) / sqrt(lam_next - lam), lam = -log sigma."""
-        lam, lam_next = -math.log(float(sigma)), -math.log(float(sigma_next))
-        if lam == lam_next:
-            raise ValueError(
-                f"noise_sampler needs two different noise levels, got sigma = {float(sigma)!r} twice"
-            )
-        low, high = min(lam, lam_next), max(lam, lam_next)
-        sign = 1.0 if lam < lam_next else -1.0
-        return self.increment(B, low, high) * (sign / math.sqrt(high - low))
-
-
-class SeededPath(BrownianNoiseSampler):
-    """What every per-sample-seeded path shares: argument checks, the batch's counter-based normals, fresh
-    noise and k-diffusion's noise_sampler call; a subclass supplies increment(functional, lam_a, lam_b).
-
-    x: a (batch, ...) tensor giving shape and device. seed: an int (sample i keyed by (seed, i)) or a list of
-    ints, one per sample (sample i keyed by (seed[i], 0)), so a sample's draws never depend on the rest of
-    the batch. Answers are float64 internally, returned in dtype.
+    Increments and fresh noise come in dtype, or float64 when dtype is None: our driver keeps its solver
+    state in float64. The noise_sampler call answers in dtype, or x's dtype when dtype is None: a k-diffusion
+    sampler adds it to x, which must keep its dtype. Both are on x's device.
     """
 
-    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
+    def __init__(self, x, lam_range: tuple[float, float], sigma_range: tuple[float, float], dtype):
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             raise ValueError("x must be a tensor with a leading batch dimension")
         if x.shape[0] == 0:
             raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}): nothing to draw a path for")
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+        self.shape, self.device = tuple(x.shape), x.device
+        self.dtype = torch.float64 if dtype is None else dtype
+        self.noise_sampler_dtype = x.dtype if dtype is None else dtype
+        self.lam_lo, self.lam_hi = lam_range
+        self.sigma_range = sigma_range
+        # a level within end_tolerance beyond an end is that end (the driver's grid check accepts the same)
+        tolerance = end_tolerance(x.dtype)
+        self._accepted = (self.lam_lo - math.log1p(tolerance), self.lam_hi - math.log1p(-tolerance))
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        """(B(lam_next) - B(lam)) / sqrt(lam_next - lam), lam = -log sigma, over the interval the path answers
+        for (a level rounded beyond an end of the range is that end)."""
+        lam, lam_next = -math.log(float(sigma)), -math.log(float(sigma_next))
+        low, high = self._checked_interval(min(lam, lam_next), max(lam, lam_next))
+        if low == high:
+            raise ValueError(
+                "noise_sampler needs two different noise levels within the path's range, got "
+                f"sigma = {float(sigma)!r} and sigma_next = {float(sigma_next)!r}"
+            )
+        sign = 1.0 if lam < lam_next else -1.0
+        noise = self.increment(B, low, high) * (sign / math.sqrt(high - low))
+        return noise.to(self.noise_sampler_dtype)
+
+
+class SeededPath(BrownianNoiseSampler):
+    """What every per-sample-seeded path shares: argument checks, the batch's counter-based normals, fresh
+    noise and the interval checks; a subclass supplies increment(functional, lam_a, lam_b).
+
+    x: a (batch, ...) tensor giving shape, device and the dtype of the noise_sampler call. seed: an int
+    (sample i keyed by (seed, i)) or a list of ints, one per sample (sample i keyed by (seed[i], 0)), so a
+    sample's draws never depend on the rest of the batch. Answers are float64 internally, returned in the
+    dtypes of BrownianNoiseSampler.
+    """
+
+    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=None, sigma_data=0.5):
         sigma_min, sigma_max = float(sigma_min), float(sigma_max)
         if not (math.isfinite(sigma_min) and math.isfinite(sigma_max)):
             raise ValueError(f"sigma_min and sigma_max must be finite, got {sigma_min!r} and {sigma_max!r}")
@@ -76,18 +128,21 @@ class SeededPath(BrownianNoiseSampler):
             )
         if not (math.isfinite(sigma_data) and sigma_data > 0):
             raise ValueError(f"sigma_data must be positive and finite, got {sigma_data!r}")
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+        lam_range = (-math.log(sigma_max), -math.log(sigma_min))
+        super().__init__(x, lam_range, (sigma_min, sigma_max), dtype)
         batch = x.shape[0]
         keys = self._sample_keys(seed, batch)
-        self.shape, self.device, self.dtype = tuple(x.shape), x.device, dtype
         self.sigma_data = float(sigma_data)
-        self.sigma_range = (sigma_min, sigma_max)
-        self.lam_lo, self.lam_hi = -math.log(sigma_max), -math.log(sigma_min)
-        self._tolerance = 1e-12 * (1 + max(abs(self.lam_lo), abs(self.lam_hi)))
         self._batch = batch
         self._elements = math.prod(self.shape[1:])
         self._normals = CounterNormals(keys, self._elements, self.device)
+
+    @classmethod
+    def from_sigmas(cls, x, sigmas, seed=0, dtype=None, sigma_data=0.5):
+        """The path for a run on the noise levels `sigmas` (a final 0 ignored), covering exactly their smallest
+        to their largest level, in whatever dtype they come."""
+        levels = positive_levels(sigmas)
+        return cls(x, min(levels), max(levels), seed=seed, dtype=dtype, sigma_data=sigma_data)
 
     @staticmethod
     def _sample_keys(seed, batch):
@@ -108,15 +163,17 @@ class SeededPath(BrownianNoiseSampler):
         return self._output(self._normals(row_words(FRESH_STREAM, 0, *words64(key), 0)[:, None])[0])
 
     def _checked_interval(self, lam_a, lam_b) -> tuple[float, float]:
+        """[lam_a, lam_b] with ends rounded beyond the range moved onto it: the path is never extrapolated."""
         lam_a, lam_b = float(lam_a), float(lam_b)
         if not (math.isfinite(lam_a) and math.isfinite(lam_b)) or lam_a > lam_b:
             raise ValueError(f"interval [{lam_a!r}, {lam_b!r}] must be finite with lam_a <= lam_b")
-        if lam_a < self.lam_lo - self._tolerance or lam_b > self.lam_hi + self._tolerance:
+        if lam_a < self._accepted[0] or lam_b > self._accepted[1]:
             raise ValueError(
                 f"interval [{lam_a!r}, {lam_b!r}] is outside the path's lambda range "
-                f"[{self.lam_lo!r}, {self.lam_hi!r}] (sigma in [{self.sigma_range[0]!r}, {self.sigma_range[1]!r}])"
+                f"[{self.lam_lo!r}, {self.lam_hi!r}] (the path covers sigma in [{self.sigma_range[0]!r}, "
+                f"{self.sigma_range[1]!r}])"
             )
-        return lam_a, lam_b
+        return min(max(lam_a, self.lam_lo), self.lam_hi), min(max(lam_b, self.lam_lo), self.lam_hi)
 
     def _output(self, value):
         value = value.reshape(self.shape)

@@ -125,13 +125,15 @@ _BRIDGES = [bridge_moment_law(0.5, q)[::2] for q in range(MOMENTS)]
 class BrownianPath(SeededPath):
     """Exact, per-sample-seeded Brownian path on [-log sigma_max, -log sigma_min] (lambda-time).
 
-    x: a (batch, ...) tensor giving shape and device. seed: an int (sample i keyed by (seed, i)) or a list of
-    ints, one per sample (sample i keyed by (seed[i], 0)). Answers are float64 internally, returned in dtype.
-    A functional is any object with kernel(u) (`ExponentialFunctional`, `EDMFunctional` with any sigma_data)
-    or one of the names "B", "M", "P", "Q"; "Q" uses `sigma_data`.
+    x: a (batch, ...) tensor giving shape, device and the dtype of the noise_sampler call. seed: an int (sample
+    i keyed by (seed, i)) or a list of ints, one per sample (sample i keyed by (seed[i], 0)). Answers are
+    float64 internally; increments and fresh noise are returned in dtype (float64 when None), the
+    noise_sampler call in dtype (x's dtype when None). `BrownianPath.from_sigmas(x, sigmas, seed=...)` takes
+    the range from a grid. A functional is any object with kernel(u) (`ExponentialFunctional`,
+    `EDMFunctional` with any sigma_data) or one of the names "B", "M", "P", "Q"; "Q" uses `sigma_data`.
     """
 
-    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=torch.float64, sigma_data=0.5):
+    def __init__(self, x, sigma_min, sigma_max, seed=0, dtype=None, sigma_data=0.5):
         super().__init__(x, sigma_min, sigma_max, seed, dtype, sigma_data)
         self._length = self.lam_hi - self.lam_lo
         self._leaf_depth = max(0, math.ceil(math.log2(self._length / (2 * LEGENDRE_MAX_HALF_LENGTH))))
@@ -193,7 +195,7 @@ class BrownianPath(SeededPath):
 
     def _grid_position(self, lam: float) -> int:
         """lam's position on the resolution grid, moved to the coarsest node within _SNAP_UNITS of it."""
-        fraction = min(max((lam - self.lam_lo) / self._length, 0.0), 1.0)
+        fraction = (lam - self.lam_lo) / self._length  # in [0, 1]: the interval check clamps lam
         position = round(math.ldexp(fraction, self._depth))
         for shift in range(self._depth, -1, -1):
             node = round(position / (1 << shift)) << shift
