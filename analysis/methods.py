@@ -1,7 +1,8 @@
 """Every sampling method, declared once.
 
 A row says what a method is: the name a user passes (`sample(..., method=name)`), the options that select
-this row among the rows of that name, the solver class that runs it (`kind`), the model output it uses, eta
+this row among the rows of that name (prediction; variant, the slope weight "phi_1" or "phi_2" of SEEDS-2 and
+of SDE-DPM-Solver++(2M); churn), the solver class that runs it (`kind`), the model output it uses, eta
 (1: the reverse SDE, 0: the probability-flow ODE), the scheme of analysis.schemes and its default stage
 fractions (exponential methods), model evaluations per step, and whether it draws noise. `make coefficients`
 writes this table, with each method's predicted orders (analysis.orders), into solvers/_coefficients.py;
@@ -90,7 +91,20 @@ def _baseline_rows() -> list[MethodRow]:
         MethodRow("euler-maruyama", "euler-maruyama", EULER_MARUYAMA, "data", 1, 1, True),
         _exponential("ddpm", "data", 1, "seeds-1", 1),
         _exponential("sde-dpm-solver++-1", "data", 1, "seeds-1", 1),
-        _exponential("sde-dpm-solver++-2m", "data", 1, "multistep-2/phi_1", 1),
+        *(
+            MethodRow(
+                f"sde-dpm-solver++-2m{suffix}",
+                "sde-dpm-solver++-2m",
+                EXPONENTIAL,
+                "data",
+                1,
+                1,
+                True,
+                f"multistep-2/{variant}",
+                selected_by=(("variant", variant),),
+            )
+            for variant, suffix in (("phi_1", ""), ("phi_2", "/phi_2"))
+        ),
     ]
     for prediction, family in (("noise", "dpm-solver"), ("data", "dpm-solver++")):
         rows += [

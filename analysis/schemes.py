@@ -11,7 +11,9 @@ evaluation at nu_s + c_j h: a stage of an earlier fraction of this step (singles
 start (multistep, c_j = -r with r = h_prev / h). The "phi_2" weight is the exact Taylor weight H^2 phi_2;
 the "phi_1" weight replaces phi_2(x) by phi_1(x) phi_2(0) / phi_1(0), the leading-order equivalent.
 
-With eta = 0 the parameterisations make these the DPM-Solver (noise) and DPM-Solver++ (data) families.
+With eta = 0 the parameterisations make these the DPM-Solver (noise) and DPM-Solver++ (data) families. The
+two multistep schemes are the two updates of k-diffusion's DPM-Solver++(2M) SDE: "multistep-2/phi_1" its
+solver_type="midpoint", "multistep-2/phi_2" its solver_type="heun".
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ SCHEMES = {
         ),
         Scheme(
             "multistep-2/phi_1", (Stage(sp.Integer(1), -previous_ratio, "phi_1"),), (previous_ratio,), True
+        ),
+        Scheme(
+            "multistep-2/phi_2", (Stage(sp.Integer(1), -previous_ratio, "phi_2"),), (previous_ratio,), True
         ),
     )
 }

@@ -273,12 +273,25 @@ def multistep_2_phi_1_stage_1_slope_weight(h, rate, r):
     return -h*phi_1(h*rate)/(2*r)
 
 
+@elementwise
+def multistep_2_phi_2_stage_1_value_weight(h, rate, r):
+    """multistep-2/phi_2, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def multistep_2_phi_2_stage_1_slope_weight(h, rate, r):
+    """multistep-2/phi_2, stage 1: weight on the model slope (times step_scale), in nu-steps h."""
+    return -h*phi_2(h*rate)/r
+
+
 SCHEME_WEIGHTS = {
     'seeds-1': ((seeds_1_stage_1_value_weight, ),),
     'seeds-2/phi_1': ((seeds_2_phi_1_stage_1_value_weight, ), (seeds_2_phi_1_stage_2_value_weight, seeds_2_phi_1_stage_2_slope_weight, ),),
     'seeds-2/phi_2': ((seeds_2_phi_2_stage_1_value_weight, ), (seeds_2_phi_2_stage_2_value_weight, seeds_2_phi_2_stage_2_slope_weight, ),),
     'seeds-3': ((seeds_3_stage_1_value_weight, ), (seeds_3_stage_2_value_weight, seeds_3_stage_2_slope_weight, ), (seeds_3_stage_3_value_weight, seeds_3_stage_3_slope_weight, ),),
     'multistep-2/phi_1': ((multistep_2_phi_1_stage_1_value_weight, multistep_2_phi_1_stage_1_slope_weight, ),),
+    'multistep-2/phi_2': ((multistep_2_phi_2_stage_1_value_weight, multistep_2_phi_2_stage_1_slope_weight, ),),
 }
 # Per scheme: stage fractions and slope nodes (None: a first-order stage), from its parameters.
 SCHEME_STAGES = {
@@ -287,8 +300,9 @@ SCHEME_STAGES = {
     'seeds-2/phi_2': lambda c2: ((c2, None), (1, c2),),
     'seeds-3': lambda c2, c3: ((c2, None), (c3, c2), (1, c3),),
     'multistep-2/phi_1': lambda r: ((1, -r),),
+    'multistep-2/phi_2': lambda r: ((1, -r),),
 }
-SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'multistep-2/phi_1': ('r',)}
+SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'multistep-2/phi_1': ('r',), 'multistep-2/phi_2': ('r',)}
 KERNEL_RATES = {'noise': 1, 'data': -1, 'edm': 1, 'edm_ode': 1}
 
 
@@ -311,7 +325,8 @@ METHOD_TABLE = {
     'euler-maruyama': {'name': 'euler-maruyama', 'kind': 'euler-maruyama', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': None, 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}},
     'ddpm': {'name': 'ddpm', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}},
     'sde-dpm-solver++-1': {'name': 'sde-dpm-solver++-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}},
-    'sde-dpm-solver++-2m': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
+    'sde-dpm-solver++-2m': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (('variant', 'phi_1'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
+    'sde-dpm-solver++-2m/phi_2': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_2', 'fractions': (), 'selected_by': (('variant', 'phi_2'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
     'dpm-solver-1': {'name': 'dpm-solver-1', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}},
     'dpm-solver-2': {'name': 'dpm-solver-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}},
     'dpm-solver-3': {'name': 'dpm-solver-3', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 3, 'stochastic': False, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 3.0, 'weak': 3.0, 'p1': 4.0, 'p2': 4.0, 'q2': 4.0}},

@@ -93,6 +93,8 @@ class ExponentialIntegrator(Method):
     DDPM ancestral): stage k at fraction c_k of the step in the kernel variable nu,
 
         u_k = Phi(s->s_k) x~_s + step_scale(s_k) [w_value m_s + w_slope (m_slope - m_s)] + noise_scale(s_k) dK[s, s_k].
+
+    `step` calls the model itself; `stages` is the same step asking for one model evaluation at a time.
     """
 
     scheme: str = "seeds-1"
@@ -122,10 +124,27 @@ class ExponentialIntegrator(Method):
         return MultistepState() if self.multistep else StepState()
 
     def step(self, x, lam_s, lam_t, model, noise, state):
+        return _answer_with(model, self.stages(x, lam_s, lam_t, noise, state))
+
+    def evaluation_log_snrs(self, lam_s, lam_t) -> list[float]:
+        """Where one step from lam_s to lam_t asks for the model, in the order `stages` asks: the step's start,
+        then the end of every stage before the last (a multistep scheme has a single stage)."""
+        h, nu_s = self._kernel_step(lam_s, lam_t)
+        stages = () if self.multistep else generated.SCHEME_STAGES[self.scheme](*self.fractions)[:-1]
+        return [lam_s] + [self.pieces.log_snr(nu_s + fraction * h, self.parameter) for fraction, _ in stages]
+
+    def _kernel_step(self, lam_s, lam_t):
+        """The step's length h and its start nu_s in the kernel variable."""
         p, q = self.pieces, self.parameter
-        h = p.kernel_variable_increment(lam_s, lam_t - lam_s, q)
-        nu_s = p.kernel_variable(lam_s, q)
-        values = {0.0: model(x, lam_s)}
+        return p.kernel_variable_increment(lam_s, lam_t - lam_s, q), p.kernel_variable(lam_s, q)
+
+    def stages(self, x, lam_s, lam_t, noise, state):
+        """The step as a generator that asks for one model evaluation at a time, so that a caller with its own
+        evaluation loop (a diffusers scheduler) can drive it: it yields (u, lam), is sent the model output at
+        (u, lam), and returns (x_next, denoised, state)."""
+        p, q = self.pieces, self.parameter
+        h, nu_s = self._kernel_step(lam_s, lam_t)
+        values = {0.0: (yield x, lam_s)}
         scheme, weights, parameters = self.scheme, self.weights, self.fractions
         if self.multistep:
             if state.previous_value is None:  # the first step has no history: the one-stage scheme
@@ -134,10 +153,11 @@ class ExponentialIntegrator(Method):
                 values[-state.previous_length / h] = state.previous_value
                 parameters = (state.previous_length / h,)
             state = replace(state, previous_value=values[0.0], previous_length=h)
-        for (fraction, slope_node), stage_weights in zip(
-            generated.SCHEME_STAGES[scheme](*parameters), weights
-        ):
-            lam_k = lam_t if fraction == 1 else p.log_snr(nu_s + fraction * h, q)
+        stages = generated.SCHEME_STAGES[scheme](*parameters)
+        for k, ((fraction, slope_node), stage_weights) in enumerate(zip(stages, weights)):
+            last = k == len(stages) - 1
+            # the last stage is the step's result: it ends at lam_t exactly, not at a round trip through nu
+            lam_k = lam_t if last else p.log_snr(nu_s + fraction * h, q)
             drift = stage_weights[0](h, self.rate, *parameters) * values[0.0]
             if slope_node is not None:
                 drift = drift + stage_weights[1](h, self.rate, *parameters) * (
@@ -146,11 +166,22 @@ class ExponentialIntegrator(Method):
             u = p.linear_factor(lam_s, lam_k - lam_s, q) * x + p.step_scale(lam_k, q) * drift
             if self.functional is not None:
                 u = u + p.noise_scale(lam_k, q) * noise.increment(self.functional, lam_s, lam_k)
-            if fraction != 1:
-                values[fraction] = model(u, lam_k)
+            if not last:
+                values[fraction] = yield u, lam_k
         level = torch.tensor(math.exp(-lam_s), dtype=x.dtype, device=x.device)
         denoised = convert(self.prediction, values[0.0], x, level, "data", self.sigma_data)
         return u, denoised, replace(state, index=state.index + 1)
+
+
+def _answer_with(model, stages):
+    """Run a step generator to its end, answering each of its requests (u, lam) with model(u, lam)."""
+    request = next(stages)
+    while True:
+        output = model(*request)
+        try:
+            request = stages.send(output)
+        except StopIteration as finished:
+            return finished.value
 
 
 @dataclass
@@ -252,7 +283,8 @@ CHOOSE_PREDICTION = tuple(
     name for name, ids in METHODS.items() if len({METHOD_TABLE[i]["prediction"] for i in ids}) > 1
 )
 
-SEEDS_VARIANTS = ("phi_1", "phi_2")
+# The slope weights a method offers as `variant` (SEEDS-2, SDE-DPM-Solver++(2M)); phi_1 is the default.
+VARIANTS = ("phi_1", "phi_2")
 
 
 def predicted_orders() -> dict[str, dict[str, float]]:
@@ -265,19 +297,22 @@ def predicted_orders() -> dict[str, dict[str, float]]:
 
 
 def _select(name: str, options: dict) -> str:
-    """The id of the row of `name` that the options select; a SEEDS variant is consumed here."""
+    """The id of the row of `name` that the options select; a variant is consumed here."""
     ids = METHODS[name]
     if len(ids) == 1:
         return ids[0]
+    selectors = {option for i in ids for option, _ in METHOD_TABLE[i]["selected_by"]}
     wanted = {}
     if name in CHOOSE_PREDICTION:
         wanted["prediction"] = check_prediction(options.get("prediction", "data"))
+    # every SEEDS method takes a variant; SEEDS-1 and SEEDS-3 have one form and ignore it
+    if "variant" in selectors or name in CHOOSE_PREDICTION:
         variant = options.pop("variant", "phi_1")
-        if any(option == "variant" for i in ids for option, _ in METHOD_TABLE[i]["selected_by"]):
-            if variant not in SEEDS_VARIANTS:
-                raise ValueError(f"unknown SEEDS-2 variant {variant!r}; expected 'phi_1' or 'phi_2'")
+        if "variant" in selectors:
+            if variant not in VARIANTS:
+                raise ValueError(f"unknown variant {variant!r} of {name}; expected 'phi_1' or 'phi_2'")
             wanted["variant"] = variant
-    else:
+    if "churn" in selectors:
         wanted["churn"] = options.get("s_churn", 0.0) > 0
     return next(i for i in ids if dict(METHOD_TABLE[i]["selected_by"]) == wanted)
 

@@ -20,6 +20,7 @@ SDE_METHODS = (
     "ddpm",
     "sde-dpm-solver++-1",
     "sde-dpm-solver++-2m",
+    "sde-dpm-solver++-2m/phi_2",
 )
 ODE_METHODS = (
     *(f"dpm-solver-{k}" for k in (1, 2, 3)),
@@ -90,6 +91,7 @@ def test_weak_orders_of_sde_methods(table):
         "seeds-3/noise",
         "seeds-3/data",
         "sde-dpm-solver++-2m",
+        "sde-dpm-solver++-2m/phi_2",
     ):
         assert table[method_id]["weak"] == 2.0, method_id
 

@@ -104,6 +104,26 @@ def test_eta1_data_2m_is_sde_dpm_solver_plus_plus_2m():
     assert_same(step, expected)
 
 
+@pytest.mark.parametrize("eta", [0, sp.Rational(1, 2), 1])
+def test_data_2m_schemes_are_k_diffusions_two_solver_types(eta):
+    """k-diffusion's DPM-Solver++(2M) SDE (sample_dpmpp_2m_sde) with its eta = eta^2, in x~: the common part
+    e^{-h} e^{-eta^2 h} x + (1 - e^{-E}) m_s, E = (1 + eta^2) h, plus the slope term of "midpoint"
+    (1 - e^{-E}) / (2 r) (m_s - m_prev) or of "heun" ((1 - e^{-E}) / (-E) + 1) / r (m_s - m_prev)."""
+    r = sp.Rational(3, 4)
+    exponent = (1 + eta**2) * h
+    one_minus = 1 - sp.exp(-exponent)
+    common = (
+        sp.exp(-h) * sp.exp(-(eta**2) * h) * x + one_minus * m0 + sp.exp(-exponent - (1 + eta**2) * l0) * dK
+    )
+    slopes = {
+        "multistep-2/phi_1": one_minus / (2 * r),
+        "multistep-2/phi_2": (one_minus / (-exponent) + 1) / r,
+    }
+    for scheme_name, slope in slopes.items():
+        (step,) = derived("data", eta, scheme_name, {schemes.previous_ratio: r}, {0: m0, -r: m_prev}, {1: dK})
+        assert_same(step, common + slope * (m0 - m_prev))
+
+
 @pytest.mark.parametrize("c2", [sp.Rational(1, 2), sp.Rational(1, 3)])
 def test_seeds_noise_schemes_match_seeds_math_section_4(c2):
     c3 = c3_value

@@ -58,13 +58,14 @@ def test_final_zero_sigma_returns_the_denoised_value_and_callback_sees_every_ste
 
     def remember(info):
         seen.append(info["i"])
-        states[info["i"]] = info["x"]
+        states[info["i"]] = info["x"]  # as in k-diffusion: the state at the start of step i
 
     out = sampler(counting, x, sigmas, callback=remember)
     assert seen == list(range(len(sigmas) - 1))
+    assert torch.equal(states[0], x)
     assert calls["n"] == stages * (len(sigmas) - 2) + 1  # the step to 0 is one denoising evaluation
     last_level = sigmas[-2].expand(x.shape[0])
-    assert torch.equal(out, model(states[len(sigmas) - 3], last_level))
+    assert torch.equal(out, model(states[len(sigmas) - 2], last_level))
 
 
 def test_global_generator_when_no_noise_sampler_and_brownian_path_as_noise_sampler():

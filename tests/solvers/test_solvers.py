@@ -293,9 +293,15 @@ def test_non_monotone_sigmas_are_refused():
 def test_sigmas_outside_the_path_range_are_refused():
     x = _x()
     path = BrownianPath(x, 0.01, 10.0, seed=0)
-    with pytest.raises(GridError, match="exceeds the schedule's largest noise level 10.0"):
+    with pytest.raises(
+        GridError,
+        match=r"sigmas\[0\] = 20.0 lies above the range: the noise path covers sigma in \[0.01, 10.0\]",
+    ):
         sample(gaussian_denoiser(0.25), x, [20.0, 1.0, 0.1], path=path)
-    with pytest.raises(GridError, match="below the schedule's smallest noise level 0.01"):
+    with pytest.raises(
+        GridError,
+        match=r"sigmas end at 0.001, below the range: the noise path covers sigma in \[0.01, 10.0\]",
+    ):
         sample(gaussian_denoiser(0.25), x, [10.0, 1.0, 0.001], path=path)
 
 
