@@ -219,3 +219,14 @@ def test_readme_quick_start():
     for result in (out.samples, ours, theirs):
         assert result.dtype == torch.float32 and torch.isfinite(result).all()
         assert abs(float(result.std()) - 0.5) < 0.1  # the data's spread, to 12 standard errors
+
+
+def test_the_readme_quick_start_is_this_tests_code():
+    import textwrap
+    from pathlib import Path
+
+    source = Path(__file__).read_text()
+    code = source.split("# ---- README quick start, verbatim " + "from here ----\n")[1]
+    code = textwrap.dedent(code.split("    # ---- to " + "here ----")[0])
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert "```python\n" + code + "```" in readme
