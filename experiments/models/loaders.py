@@ -5,8 +5,8 @@
 
 `load_model` recognises three layouts:
 
-* our own folder (card.json + model.safetensors, `experiments.models.checkpoints`): the EDM denoiser
-  D(x, sigma);
+* our own folder (card.json + model.safetensors, `experiments.models.checkpoints`), or its .safetensors
+  file with card.json beside it: the EDM denoiser D(x, sigma);
 * a diffusers folder holding a `UNet2DModel` (a pipeline folder with model_index.json / unet/config.json,
   or the unet folder itself): a discrete-time VP network (DDPM, e.g. google/ddpm-cifar10-32), adapted by
   `DiscreteVPNetwork` with the schedule read from the folder's scheduler config. Needs the optional
@@ -14,6 +14,11 @@
 * an NVlabs/edm network pickle (`network-snapshot-*.pkl`): the preconditioned EDM network D(x, sigma),
   adapted by `EDMPickleDenoiser`. Unpickling needs EDM's own `torch_utils` and `dnnlib` packages and runs
   code stored in the file: load pickles from trusted sources only.
+
+A path that holds none of these, or a damaged file, raises one `CheckpointError` (a ValueError) naming the
+file and what is wrong with it; a missing path raises `CheckpointNotFoundError` (also a FileNotFoundError), a
+device torch cannot reach `DeviceUnavailableError`, a pickle whose modules cannot be imported
+`MissingModulesError`.
 
 Every adapter works in the solver's VE coordinates (x~ at noise level vs = sigma/alpha); the discrete VP
 network can only be asked for noise levels inside its training table, [sigma_min, sigma_max].
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
+import io
 import pickle
 import pickletools
 import warnings
@@ -32,10 +37,17 @@ from pathlib import Path
 
 import torch
 
-from seeds.experiments.models.checkpoints import load_checkpoint
+from seeds.experiments.models.checkpoints import (
+    CARD,
+    CheckpointError,
+    CheckpointNotFoundError,
+    load_checkpoint,
+    read_json_object,
+    resolve_device,
+)
 from seeds.experiments.models.edm import EDMDenoiser
 from seeds.experiments.sources import ROOT
-from seeds.solvers import Denoiser, ScheduledNetwork
+from seeds.solvers import Denoiser, GridError, ScheduledNetwork
 from seeds.solvers.models import per_sample
 from seeds.solvers.schedules import VariancePreserving
 
@@ -52,7 +64,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-class UnknownCheckpointError(ValueError):
+class UnknownCheckpointError(CheckpointError):
     """A path that holds none of the checkpoint layouts `load_model` knows."""
 
 
@@ -61,15 +73,19 @@ class MissingModulesError(ImportError):
 
 
 def load_model(path, device="cpu"):
-    """An adapter for `seeds.solvers.sample` from the checkpoint at `path` (a folder or a .pkl file)."""
+    """An adapter for `seeds.solvers.sample` from the checkpoint at `path` (a folder, a .pkl file, or our
+    .safetensors file with card.json beside it)."""
     path = Path(path).expanduser()
+    device = resolve_device(device)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise CheckpointNotFoundError(f"{path} does not exist")
     if path.is_file():
         if path.suffix == ".pkl":
             return load_edm_pickle(path, device)
-        raise UnknownCheckpointError(f"{path} is a file of unknown kind; {_EXPECTED}")
-    if (path / "card.json").exists():
+        if path.suffix == ".safetensors" and (path.parent / CARD).is_file():
+            return load_checkpoint(path, device)
+        raise UnknownCheckpointError(f"{path} is a file of unknown kind ({_file_phrase(path)}); {_EXPECTED}")
+    if (path / CARD).exists():
         return load_checkpoint(path, device)
     if _is_diffusers_folder(path):
         return load_diffusers_unet(path, device)
@@ -95,9 +111,16 @@ def checkpoint_digest(checkpoint: str) -> str:
 
 
 _EXPECTED = (
-    "expected a seeds checkpoint folder (card.json + model.safetensors), a diffusers folder (model_index.json, "
-    "unet/config.json, or a config.json of a UNet2DModel) or an EDM network pickle (*.pkl)"
+    "expected a seeds checkpoint folder (card.json + model.safetensors) or its .safetensors file, a diffusers "
+    "folder (model_index.json, unet/config.json, or a config.json of a UNet2DModel) or an EDM network pickle "
+    "(*.pkl)"
 )
+
+
+def _file_phrase(path: Path) -> str:
+    if path.suffix == ".safetensors":
+        return f"no {CARD} beside it; its folder holds {_listing(path.parent)}"
+    return f"suffix {path.suffix!r}" if path.suffix else "no suffix"
 
 
 def _listing(folder: Path, shown: int = 10) -> str:
@@ -108,15 +131,11 @@ def _listing(folder: Path, shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def _is_diffusers_folder(folder: Path) -> bool:
     if (folder / "model_index.json").exists() or (folder / "unet" / "config.json").exists():
         return True
     config = folder / "config.json"
-    return config.exists() and "_class_name" in _read_json(config)
+    return config.exists() and "_class_name" in read_json_object(config)
 
 
 def _placement(module) -> tuple[torch.device, torch.dtype]:
@@ -273,7 +292,7 @@ class DiscreteVPNetwork(ScheduledNetwork):
         low, high = self.sigma_min, self.sigma_max
         outside = (levels < low * (1 - slack)) | (levels > high * (1 + slack))
         if outside.any():
-            raise ValueError(
+            raise GridError(
                 f"noise level vs = {float(levels[outside][0]):.6g} is outside this model's range "
                 f"[{low:.6g}, {high:.6g}] (its {len(self.schedule.sigmas)} training timesteps); "
                 "choose sigmas between model.sigma_min and model.sigma_max (a final 0 is fine)"
@@ -298,17 +317,26 @@ def load_diffusers_unet(folder, device="cpu") -> DiscreteVPNetwork:
     folder = Path(folder)
     UNet2DModel = _import_unet2d()
     unet_folder = _unet_folder(folder)
-    # without `accelerate`, diffusers warns on every load unless asked for the plain path explicitly
-    unet = UNet2DModel.from_pretrained(
-        str(unet_folder),
-        local_files_only=True,
-        low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
-    )
+    try:
+        # without `accelerate`, diffusers warns on every load unless asked for the plain path explicitly
+        unet = UNet2DModel.from_pretrained(
+            str(unet_folder),
+            local_files_only=True,
+            low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
+        )
+    except Exception as error:  # diffusers builds the network from the folder's files: a failure is theirs
+        raise CheckpointError(f"{unet_folder}: diffusers cannot load this UNet2DModel: {error}") from error
     unet = unet.to(device).eval().requires_grad_(False)
-    config, source = _scheduler_config(folder, unet_folder)
-    schedule = DiscreteVP.from_alphas_cumprod(alphas_cumprod(config))
-    description = f"diffusers UNet2DModel from {unet_folder}; DDPM schedule {source}: {_betas_phrase(config)}"
-    return DiscreteVPNetwork(DiffusersUNet(unet), schedule, config["prediction_type"], description)
+    config, config_path = _scheduler_config(folder, unet_folder)
+    source = f"from {config_path}" if config_path else "assumed (no scheduler config found, DDPM defaults)"
+    try:
+        schedule = DiscreteVP.from_alphas_cumprod(alphas_cumprod(config))
+        description = (
+            f"diffusers UNet2DModel from {unet_folder}; DDPM schedule {source}: {_betas_phrase(config)}"
+        )
+        return DiscreteVPNetwork(DiffusersUNet(unet), schedule, config["prediction_type"], description)
+    except (ValueError, TypeError, KeyError) as error:  # fields of the wrong kind or value in the config
+        raise CheckpointError(f"{config_path}: not a usable DDPM scheduler config: {error}") from error
 
 
 def _betas_phrase(config: dict) -> str:
@@ -333,24 +361,23 @@ def _import_unet2d():
 
 
 def _unet_folder(folder: Path) -> Path:
-    if (folder / "unet" / "config.json").exists():
-        return folder / "unet"
-    config_path = folder / "config.json"
+    unet_folder = folder / "unet" if (folder / "unet" / "config.json").exists() else folder
+    config_path = unet_folder / "config.json"
     if not config_path.exists():
         raise UnknownCheckpointError(
             f"{folder} looks like a diffusers pipeline but has neither unet/config.json nor config.json; "
             f"it holds {_listing(folder)}"
         )
-    kind = _read_json(config_path).get("_class_name")
+    kind = read_json_object(config_path).get("_class_name")
     if kind != "UNet2DModel":
         raise UnknownCheckpointError(
             f"{config_path} describes a {kind!r}; only unconditional diffusers 'UNet2DModel' networks load"
         )
-    return folder
+    return unet_folder
 
 
-def _scheduler_config(folder: Path, unet_folder: Path) -> tuple[dict, str]:
-    """The scheduler config with DDPM defaults filled in, and a phrase saying where it came from."""
+def _scheduler_config(folder: Path, unet_folder: Path) -> tuple[dict, Path | None]:
+    """The scheduler config with DDPM defaults filled in, and its file (None when the defaults are assumed)."""
     candidates = [
         folder / "scheduler" / "scheduler_config.json",
         folder / "scheduler_config.json",
@@ -358,13 +385,13 @@ def _scheduler_config(folder: Path, unet_folder: Path) -> tuple[dict, str]:
     ]
     for path in candidates:
         if path.exists():
-            return {**DDPM_DEFAULTS, **_read_json(path)}, f"from {path}"
+            return {**DDPM_DEFAULTS, **read_json_object(path)}, path
     # a wrong schedule gives wrong samples without any error, so the assumption must be visible
     warnings.warn(
         f"no scheduler config found beside {unet_folder}; assuming DDPM defaults {DDPM_DEFAULTS}",
         stacklevel=3,
     )
-    return dict(DDPM_DEFAULTS), "assumed (no scheduler config found, DDPM defaults)"
+    return dict(DDPM_DEFAULTS), None
 
 
 # -------------------------------------------------------------------------------------- EDM network pickles
@@ -408,14 +435,18 @@ def load_edm_pickle(path, device="cpu") -> EDMPickleDenoiser:
 
     Unpickling runs code from the file: only load pickles from trusted sources."""
     path = Path(path)
-    missing = missing_modules(pickle_modules(path))
+    device = resolve_device(device)
+    data = path.read_bytes()
+    missing = missing_modules(pickle_modules(data, path))
     if missing:
         raise MissingModulesError(_missing_message(path, missing))
     try:
-        with path.open("rb") as handle:
-            content = pickle.load(handle)
+        content = pickle.loads(data)
     except ModuleNotFoundError as error:  # a module the opcode scan could not see (memoised names)
         raise MissingModulesError(_missing_message(path, [error.name or str(error)])) from error
+    # unpickling runs the file's own code: whatever fails there is the file's fault
+    except Exception as error:
+        raise CheckpointError(f"{path} cannot be unpickled: {type(error).__name__}: {error}") from error
     network = _network_of(content, path)
     network = network.to(device).eval().requires_grad_(False)
     attributes = {name: getattr(network, name, None) for name in NETWORK_ATTRIBUTES}
@@ -443,14 +474,16 @@ _MEMO_STORES = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
 
 
-def pickle_modules(path) -> set[str]:
-    """The modules a pickle imports from, found by reading its opcodes without executing anything.
+def pickle_modules(data: bytes, path: Path) -> set[str]:
+    """The modules a pickle (the bytes of the file at `path`) imports from, found by reading its opcodes without
+    executing anything.
 
     GLOBAL names its module in its argument; STACK_GLOBAL (protocol 4+) takes module and name from the two
-    values pushed before it, which may be strings fetched back from the memo."""
+    values pushed before it, which may be strings fetched back from the memo. The opcodes are read from memory:
+    a damaged length field then reads as "not enough data" instead of a huge allocation."""
     modules, pushed, memo = set(), [None, None], {}
-    with Path(path).open("rb") as handle:
-        for opcode, argument, _ in pickletools.genops(handle):
+    try:
+        for opcode, argument, _ in pickletools.genops(io.BytesIO(data)):
             name = opcode.name
             if name == "GLOBAL":
                 modules.add(argument.split(" ", 1)[0])
@@ -466,18 +499,23 @@ def pickle_modules(path) -> set[str]:
                     argument if name in _STRING_PUSHES else memo.get(argument) if name in _MEMO_GETS else None
                 )
                 pushed = [pushed[-1], value]
+    except ValueError as error:  # what genops raises for an unknown opcode or data that ends too soon
+        raise CheckpointError(f"{path} is not a pickle, or a truncated one: {error}") from error
     return modules
 
 
 def missing_modules(modules) -> list[str]:
-    """The top-level packages among `modules` that this interpreter cannot import, sorted."""
+    """The top-level packages among `modules` that this interpreter cannot import, sorted (a name that is no
+    Python identifier, as a damaged pickle may hold, counts as missing)."""
     tops = {module.split(".", 1)[0] for module in modules}
-    return sorted(top for top in tops if importlib.util.find_spec(top) is None)
+    return sorted(top for top in tops if not top.isidentifier() or importlib.util.find_spec(top) is None)
 
 
 def _missing_message(path: Path, missing) -> str:
+    # a damaged file may name an empty or garbled module: quoted, it stays visible
+    names = ", ".join(name if name.isidentifier() else repr(name) for name in missing)
     return (
-        f"{path} needs the module(s) {', '.join(missing)}, which cannot be imported. EDM network pickles need "
+        f"{path} needs the module(s) {names}, which cannot be imported. EDM network pickles need "
         f"the `torch_utils` and `dnnlib` packages of the EDM code: git clone {EDM_REPOSITORY} and run with "
         "PYTHONPATH=/path/to/edm (and pip install the requirements of that repository if its imports fail). "
         "Warning: unpickling executes code stored in the file; only load pickles from trusted sources."

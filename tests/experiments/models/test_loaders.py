@@ -4,13 +4,22 @@ EDM network pickles, each built tiny inside the test."""
 import importlib
 import json
 import pickle
+import re
+import shutil
+import struct
 import sys
 import textwrap
 
 import pytest
 import torch
 
-from seeds.experiments.models.checkpoints import save_checkpoint
+from seeds.experiments.models.checkpoints import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    DeviceUnavailableError,
+    resolve_device,
+    save_checkpoint,
+)
 from seeds.experiments.models.edm import EDMDenoiser
 from seeds.experiments.models.loaders import (
     DDPM_DEFAULTS,
@@ -23,7 +32,7 @@ from seeds.experiments.models.loaders import (
     pickle_modules,
 )
 from seeds.experiments.models.unet import UNet, UNetConfig
-from seeds.solvers import GRIDS, sample
+from seeds.solvers import GRIDS, GridError, sample
 from seeds.solvers.models import ModelEvaluator, convert
 from seeds.solvers.schedules import check_time_grid
 
@@ -60,8 +69,58 @@ def test_unknown_layouts_are_refused_with_what_was_found(tmp_path):
         load_model(tmp_path)
     with pytest.raises(UnknownCheckpointError, match="file of unknown kind"):
         load_model(tmp_path / "weights.bin")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointNotFoundError) as raised:
         load_model(tmp_path / "absent")
+    assert isinstance(raised.value, FileNotFoundError) and isinstance(raised.value, ValueError)
+
+
+def test_our_weights_file_loads_as_its_folder_when_its_card_is_beside_it(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(
+        EDMDenoiser(UNet(TINY_UNET)), {"format": "seeds-edm-unet/1", "unet": TINY_UNET.to_dict()}, tmp_path
+    )
+    from_folder, from_file = load_model(tmp_path), load_model(tmp_path / "model.safetensors")
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 5.0])
+    with torch.no_grad():
+        assert torch.equal(from_folder(x, sigma), from_file(x, sigma))
+    (tmp_path / "card.json").unlink()
+    with pytest.raises(
+        UnknownCheckpointError, match=r"no card.json beside it; its folder holds model.safetensors"
+    ):
+        load_model(tmp_path / "model.safetensors")
+
+
+def test_an_unavailable_device_is_named_before_anything_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(
+        DeviceUnavailableError, match=r"^device 'cuda' is not available: torch sees no CUDA device$"
+    ):
+        load_model(tmp_path / "absent", device="cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        DeviceUnavailableError, match=r"'cuda:3' is not available: torch sees 1 CUDA device\(s\)"
+    ):
+        resolve_device("cuda:3")
+    with pytest.raises(DeviceUnavailableError, match="not a device torch knows"):
+        resolve_device("gpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_damaged_pickles_are_named_without_reading_past_their_end(tmp_path):
+    path = tmp_path / "network.pkl"
+    data = pickle.dumps({"ema": [1.0, 2.0], "loss_fn": None})
+    path.write_bytes(data[:-4])
+    with pytest.raises(
+        CheckpointError, match=rf"^{re.escape(str(path))} is not a pickle, or a truncated one"
+    ):
+        load_model(path)
+    # a length field of 2^40 bytes: reading it from the file would try to allocate a terabyte
+    path.write_bytes(b"\x80\x05\x8e" + struct.pack("<Q", 2**40) + b"abc")
+    with pytest.raises(CheckpointError, match="not a pickle, or a truncated one"):
+        load_model(path)
+    path.write_bytes(b"c\nNetwork\n.")  # a damaged module name, which is no Python identifier
+    with pytest.raises(MissingModulesError):
+        load_model(path)
 
 
 # ----------------------------------------------------------------------------------------------- diffusers
@@ -173,7 +232,7 @@ def test_diffusers_adapter_refuses_noise_levels_outside_its_table(diffusers_fold
     x = torch.randn(1, 1, 8, 8)
     model(x, torch.tensor([model.sigma_max], dtype=torch.float32))  # float32 rounding at the end is fine
     for vs in (model.sigma_max * 1.01, model.sigma_min * 0.99):
-        with pytest.raises(ValueError, match="outside this model's range"):
+        with pytest.raises(GridError, match="outside this model's range"):
             model(x, torch.tensor([vs]))
     evaluator = ModelEvaluator(model, "data")
     with pytest.raises(ValueError, match="sigma_max"):
@@ -185,6 +244,41 @@ def test_diffusers_sampling_runs(diffusers_folder):
     sigmas = [model.sigma_max, 1.0, 0.1, 0.0]
     samples = _run_steps(model, sigmas)
     assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
+
+
+def _copy_of(folder, tmp_path):
+    copy = tmp_path / "pipeline"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def test_damaged_diffusers_folders_name_the_file(diffusers_folder, tmp_path):
+    pipeline = _copy_of(diffusers_folder, tmp_path)
+    weights = pipeline / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(
+        CheckpointError, match=rf"^{re.escape(str(pipeline / 'unet'))}: diffusers cannot load"
+    ):
+        load_model(pipeline)
+    shutil.copy(diffusers_folder / "unet" / weights.name, weights)
+    scheduler = pipeline / "scheduler" / "scheduler_config.json"
+    config = json.loads(scheduler.read_text())
+    scheduler.write_text(json.dumps({**config, "beta_schedule": "cubic"}))
+    with pytest.raises(
+        CheckpointError, match=rf"^{re.escape(str(scheduler))}: not a usable DDPM scheduler config"
+    ):
+        load_model(pipeline)
+    scheduler.write_text("{")
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(scheduler))} is not valid JSON"):
+        load_model(pipeline)
+    unet_config = pipeline / "unet" / "config.json"
+    unet_config.write_text(
+        json.dumps({**json.loads(unet_config.read_text()), "_class_name": "UNet2DConditionModel"})
+    )
+    with pytest.raises(
+        UnknownCheckpointError, match="describes a 'UNet2DConditionModel'; only unconditional"
+    ):
+        load_model(pipeline)
 
 
 def test_diffusers_unet_folder_without_scheduler_assumes_ddpm_defaults(diffusers_folder):
@@ -237,7 +331,7 @@ def edm_pickle(tmp_path, monkeypatch):
 
 def test_edm_pickle_without_its_modules_says_how_to_get_them(edm_pickle, monkeypatch):
     path, package_root = edm_pickle
-    assert "torch_utils.fake_network" in pickle_modules(path)
+    assert "torch_utils.fake_network" in pickle_modules(path.read_bytes(), path)
     monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry != str(package_root)])
     for name in ("torch_utils.fake_network", "torch_utils"):
         del sys.modules[name]  # not monkeypatch.delitem: its undo would bring them back after the fixture
@@ -268,6 +362,6 @@ def test_pickle_scan_pairs_memoised_module_names(tmp_path):
     # it wrongly would report a class name such as 'Linear' as a module
     path = tmp_path / "two.pkl"
     path.write_bytes(pickle.dumps([torch.nn.Linear, torch.nn.Bilinear, json.dumps], protocol=4))
-    assert pickle_modules(path) == {"torch.nn.modules.linear", "json"}
+    assert pickle_modules(path.read_bytes(), path) == {"torch.nn.modules.linear", "json"}
     path.write_bytes(pickle.dumps([torch.nn.Linear], protocol=2))  # GLOBAL opcodes
-    assert pickle_modules(path) == {"torch.nn.modules.linear"}
+    assert pickle_modules(path.read_bytes(), path) == {"torch.nn.modules.linear"}

@@ -292,8 +292,6 @@ CALIBRATION = [
     "seeds-3",
     "--prediction",
     "noise",
-    "--variant",
-    "phi_1",
     "--data-std",
     "0.5",
     "--sigma-max",
@@ -352,5 +350,5 @@ def test_cli_table_and_churn(capsys):
     table = json.loads(captured.out)
     assert table["strong_rmse"] == [None] and table["weak_var_error"][0] > 0
     assert "not applicable" in captured.err
-    with pytest.raises(SystemExit, match="seeds-2 only"):
+    with pytest.raises(SystemExit, match="ddpm takes no variant"):
         main(["exact-linear", "--method", "ddpm", "--variant", "phi_2"])
