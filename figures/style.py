@@ -19,11 +19,15 @@ def save(figure, folder: Path, name: str) -> None:
     for suffix in ("png", "pdf"):
         target = folder / f"{name}.{suffix}"
         partial = folder / f".{name}.partial.{suffix}"
-        figure.savefig(
-            partial,
-            dpi=130,
-            bbox_inches="tight",
-            metadata={"CreationDate": None} if suffix == "pdf" else None,
-        )
-        partial.replace(target)
+        try:
+            figure.savefig(
+                partial,
+                dpi=130,
+                bbox_inches="tight",
+                metadata={"CreationDate": None} if suffix == "pdf" else None,
+            )
+            partial.replace(target)
+        except BaseException:  # interrupted or failed: leave no half-written file behind
+            partial.unlink(missing_ok=True)
+            raise
     plt.close(figure)

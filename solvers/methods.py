@@ -233,6 +233,14 @@ class EDMHeun(Method):
     s_tmax: float = float("inf")
     s_noise: float = 1.0
 
+    def __post_init__(self):
+        for name in ("s_churn", "s_noise", "s_tmin"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.s_tmax, (int, float)) and self.s_tmax >= self.s_tmin):
+            raise ValueError(f"s_tmax must be a number >= s_tmin = {self.s_tmin!r}, got {self.s_tmax!r}")
+
     def init(self, x, sigmas) -> ChurnState:
         return ChurnState(steps=len(sigmas) - 1)
 

@@ -20,7 +20,7 @@ from seeds.solvers.brownian import IndependentPieces
 from seeds.solvers.brownian.source import end_tolerance
 from seeds.solvers.methods import CHOOSE_PREDICTION, VARIANTS, make_method
 from seeds.solvers.models import ModelEvaluator, check_prediction, convert
-from seeds.solvers.schedules import check_vs_grid
+from seeds.solvers.schedules import GridError, check_vs_grid
 
 
 @dataclass
@@ -54,6 +54,8 @@ def sample(
         options["prediction"] = prediction
     solver = make_method(method, **options)
     sigma_data = options.get("sigma_data", 0.5)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch, got shape {tuple(x.shape)}")
     state = x.to(dtype)
@@ -66,6 +68,8 @@ def sample(
         )
     low, high = getattr(noise, "sigma_range", None) or (None, None)
     sigmas = check_vs_grid(sigmas, low, high, tolerance=end_tolerance(x.dtype), range_of="the noise path")
+    if float(sigmas[0]) > torch.finfo(x.dtype).max:
+        raise GridError(f"sigmas[0] = {float(sigmas[0])!r} does not fit x's dtype {x.dtype}")
     evaluator = ModelEvaluator(model, solver.prediction, sigma_data, extra_args, model_dtype=x.dtype)
 
     def model_at(u, lam):

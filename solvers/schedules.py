@@ -243,6 +243,14 @@ def check_vs_grid(
         )
     if (body <= 0).any():
         raise GridError("sigmas must be positive except for a single final 0")
+    # the solvers step in lambda = -log sigma: levels a few ulps apart can give a step of exactly 0 there
+    log_snrs = [-math.log(level) for level in body.tolist()]
+    flat = [i for i in range(len(log_snrs) - 1) if log_snrs[i + 1] <= log_snrs[i]]
+    if flat:
+        raise GridError(
+            f"sigmas[{flat[0]}] = {float(vs[flat[0]])!r} and sigmas[{flat[0] + 1}] = {float(vs[flat[0] + 1])!r} "
+            "are too close: their step in log sigma is 0 in float64"
+        )
     covers = f"{range_of} covers sigma in [{vs_min or 0.0!r}, {vs_max or math.inf!r}]"
     if vs_max is not None and float(body[0]) > vs_max * (1 + tolerance):
         raise GridError(f"sigmas[0] = {float(body[0])!r} lies above the range: {covers}")

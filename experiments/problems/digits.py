@@ -51,6 +51,10 @@ def refit() -> Path:
     """Fit the mixture again and rewrite the committed parameter file; returns its path."""
     parameters = fit_parameters()
     temporary = PARAMETERS.with_suffix(".partial.npz")
-    np.savez_compressed(temporary, **parameters)
-    temporary.replace(PARAMETERS)
+    try:
+        np.savez_compressed(temporary, **parameters)
+        temporary.replace(PARAMETERS)
+    except BaseException:  # interrupted or failed: leave no half-written file behind
+        temporary.unlink(missing_ok=True)
+        raise
     return PARAMETERS
