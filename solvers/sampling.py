@@ -122,13 +122,17 @@ class _ScaledNoise:
         return self.scale * self.source.fresh(key)
 
 
-def _sde_eta(eta) -> float:
-    """Our SDE-family eta from k-diffusion's and ComfyUI's: their noise exponent is h (1 + eta), ours
-    h (1 + eta^2) (docs/mathematics.md, "The reverse SDE family"), so theirs is the square of ours."""
+def _k_diffusion_eta(eta) -> float:
     value = float(eta)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"eta (k-diffusion's convention) must lie in [0, 1], got {eta!r}")
-    return math.sqrt(value)
+    return value
+
+
+def _sde_eta(eta) -> float:
+    """Our SDE-family eta from k-diffusion's and ComfyUI's: their noise exponent is h (1 + eta), ours
+    h (1 + eta^2) (docs/mathematics.md, "Coordinates"), so theirs is the square of ours."""
+    return math.sqrt(_k_diffusion_eta(eta))
 
 
 def _at_step_start(callback, x):
@@ -316,9 +320,7 @@ def sample_ddpm(
     keeps the rest of vs_t on the model's noise); at eta = 1 that is DDPM ancestral sampling, run as
     `sample(..., method="ddpm")`, otherwise as `sample(..., method="ddim", ddim_eta=eta)`. No constant
     SDE-family eta gives the step for 0 < eta < 1 (see docs/drop-in.md)."""
-    ddim_eta = float(eta)
-    if not 0.0 <= ddim_eta <= 1.0:
-        raise ValueError(f"eta (k-diffusion's convention) must lie in [0, 1], got {eta!r}")
+    ddim_eta = _k_diffusion_eta(eta)
     if ddim_eta == 1.0:
         return _run("ddpm", model, x, sigmas, extra_args, callback, disable, s_noise, noise_sampler)
     return _run(
