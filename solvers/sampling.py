@@ -96,7 +96,14 @@ def sample(
             callback(
                 {"x": state, "i": last, "sigma": levels[last], "sigma_hat": levels[last], "denoised": state}
             )
-    return SampleResult(state.to(x.dtype), evaluator.evaluations)
+    samples = state.to(x.dtype)
+    if not torch.isfinite(samples).all():
+        # every model output was finite (the evaluator checks), so the grid took the state out of range
+        raise GridError(
+            f"the solve left the finite range of {x.dtype} on sigmas from {levels[0]!r} to {levels[-1]!r}: "
+            "NaN or Inf in the result"
+        )
+    return SampleResult(samples, evaluator.evaluations)
 
 
 def _progress(iterable, enabled):

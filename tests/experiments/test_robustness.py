@@ -58,25 +58,17 @@ def files(tmp_path_factory):
 # ------------------------------------------------------------------------------------------- the solvers
 
 
-def _separated(levels: list[float]) -> bool:
-    """No decreasing neighbours closer than rounding: levels one ulp apart have the same log-SNR, a zero step
-    that the multistep methods divide by (ZeroDivisionError; a solver issue reported, not this module's)."""
-    return not any(
-        0 < smaller < larger <= smaller * (1 + 1e-12) for larger, smaller in zip(levels, levels[1:])
-    )
-
-
-LEVELS = st.floats(1e-3, 1e3)
-DISTINCT_LEVELS = (
-    st.lists(LEVELS, min_size=1, max_size=5, unique=True)
-    .map(lambda levels: sorted(levels, reverse=True))
-    .filter(_separated)
+# far beyond any real grid: levels too close to step in log sigma, or beyond the range of x's dtype, must be
+# refused with GridError, never answered with NaN or Inf
+LEVELS = st.floats(1e-30, 1e30)
+DISTINCT_LEVELS = st.lists(LEVELS, min_size=1, max_size=5, unique=True).map(
+    lambda levels: sorted(levels, reverse=True)
 )
 ODD_LEVELS = st.sampled_from([0.0, -1.0, math.nan, math.inf, -math.inf])
 GRID_VALUES = st.one_of(
     DISTINCT_LEVELS.filter(lambda levels: len(levels) >= 2),
     DISTINCT_LEVELS.map(lambda levels: [*levels, 0.0]),
-    st.lists(st.one_of(LEVELS, ODD_LEVELS), max_size=6).filter(_separated),
+    st.lists(st.one_of(LEVELS, ODD_LEVELS), max_size=6),
 )
 GRID_FORMS = ("list", "float64", "float32", "float16", "int64", "bool", "2-d", "0-d")
 X_SHAPES = ((3, 2), (1, 1), (2, 1, 3, 3), (4,), (0, 2), ())
@@ -132,8 +124,7 @@ def test_sample_answers_malformed_input_with_documented_errors(
     except API_ERRORS:
         return
     assert result.samples.shape == x.shape
-    if result.samples.is_floating_point() or result.samples.is_complex():
-        assert not torch.isnan(result.samples).any()
+    assert torch.isfinite(result.samples).all()
 
 
 SOLVER_OPTIONS = {
@@ -159,8 +150,7 @@ SOLVER_OPTIONS = {
 def test_sample_of_well_formed_input_is_finite_or_refused(
     levels, final_zero, shape, dtype, method, prediction, options
 ):
-    """In-range values of every option: each method either refuses the combination or returns samples without
-    NaN, and finite but in float16, whose range the large result of a long step can exceed (it then reads inf)."""
+    """In-range values of every option: each method either refuses the combination or returns finite samples."""
     torch.manual_seed(0)
     sigmas = levels + [0.0] * final_zero
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -169,9 +159,7 @@ def test_sample_of_well_formed_input_is_finite_or_refused(
         result = sample(_gaussian_denoiser, x, sigmas, method=method, prediction=prediction, **options)
     except API_ERRORS:
         return
-    assert result.samples.shape == x.shape and not torch.isnan(result.samples).any()
-    if dtype != torch.float16:
-        assert torch.isfinite(result.samples).all()
+    assert result.samples.shape == x.shape and torch.isfinite(result.samples).all()
 
 
 # ------------------------------------------------------------------------------------------- the command
