@@ -24,6 +24,7 @@ from seeds.experiments.models.loaders import (  # noqa: E402
 )
 from seeds.solvers import IndependentPieces, sample  # noqa: E402
 from seeds.solvers.scheduler import SEEDSScheduler  # noqa: E402
+from tests.tiny_models import tiny_unet2d  # noqa: E402
 
 SHAPE = (2, 1, 8, 8)
 NOISE_SEED = 5
@@ -34,16 +35,7 @@ def loaded(tmp_path_factory):
     """A tiny UNet2DModel saved with a SEEDS scheduler config and read back by the project's loader."""
     folder = tmp_path_factory.mktemp("tiny-ddpm")
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    unet = tiny_unet2d(diffusers)
     unet.save_pretrained(folder / "unet")
     SEEDSScheduler().save_config(folder / "scheduler")
     return load_diffusers_unet(folder)

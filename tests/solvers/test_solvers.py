@@ -290,21 +290,6 @@ def test_non_monotone_sigmas_are_refused():
         sample(gaussian_denoiser(0.25), _x(), [10.0, 5.0, 6.0, 1.0])
 
 
-def test_sigmas_outside_the_path_range_are_refused():
-    x = _x()
-    path = BrownianPath(x, 0.01, 10.0, seed=0)
-    with pytest.raises(
-        GridError,
-        match=r"sigmas\[0\] = 20.0 lies above the range: the noise path covers sigma in \[0.01, 10.0\]",
-    ):
-        sample(gaussian_denoiser(0.25), x, [20.0, 1.0, 0.1], path=path)
-    with pytest.raises(
-        GridError,
-        match=r"sigmas end at 0.001, below the range: the noise path covers sigma in \[0.01, 10.0\]",
-    ):
-        sample(gaussian_denoiser(0.25), x, [10.0, 1.0, 0.001], path=path)
-
-
 def test_nan_in_sigmas_is_refused():
     with pytest.raises(GridError, match=r"NaN or Inf at positions \[1\]"):
         sample(gaussian_denoiser(0.25), _x(), [10.0, float("nan"), 1.0])

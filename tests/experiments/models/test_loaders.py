@@ -35,6 +35,7 @@ from seeds.experiments.models.unet import UNet, UNetConfig
 from seeds.solvers import GRIDS, GridError, sample
 from seeds.solvers.models import ModelEvaluator, convert
 from seeds.solvers.schedules import check_time_grid
+from tests.tiny_models import tiny_unet2d
 
 TINY_UNET = UNetConfig(
     base_channels=8, groups=4, embedding_dim=16, channel_multipliers=(1,), blocks_per_level=1
@@ -161,16 +162,7 @@ def diffusers_folder(tmp_path_factory):
     diffusers = pytest.importorskip("diffusers")
     folder = tmp_path_factory.mktemp("ddpm")
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    unet = tiny_unet2d(diffusers)
     unet.save_pretrained(folder / "unet")
     diffusers.DDPMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     return folder
