@@ -1,0 +1,489 @@
+"""Exact weak errors on nonlinear 1-d problems: the law of the numerical chain by quadrature, no Monte Carlo
+(docs/exact-weak.md).
+
+In one dimension the law of a one-step method's output can be carried from step to step exactly, up to
+quadrature and interpolation errors that the refinement checks bound. Within one step from x a method draws
+its noise as pieces, independent normals z_1, z_2, ... (increments of its Brownian functional over
+sub-intervals of the step, or churn's fresh normals). The pieces drawn before the step's last model
+evaluation ("stage pieces", at most two) enter nonlinearly; those drawn after it ("final pieces") enter
+linearly, so
+
+    X_{k+1} = G(x, z_stage) + c . z_final,     given X_k = x and the stage pieces: N(G, |c|^2).
+
+`G` and `c` come from the real solver's `step` run on a batch (`QuadratureNoise`): element (i, q) starts
+at node x_i and sees the tensor Gauss-Hermite node q as its stage pieces and zero final pieces; a reference
+element and one element per final piece with that piece 1 give c. The law of X_k is held as weights mu_i on a uniform grid x_i (M nodes on a window that
+follows the law), meaning E f(X_k) = sum_i mu_i f(x_i) for smooth f. One step deposits the weighted points
+(G_iq, mu_i w_q) on the next grid with local Lagrange interpolation weights of degree `degree` (the
+transpose of interpolating a function there), then spreads every node's weight over Gauss-Hermite points
+x_l + |c| xi_r. Read backwards this is the exact backward Kolmogorov recursion
+u_k(x) = E[u_{k+1}(X_{k+1}) | X_k = x] with u_{k+1} interpolated, so E g(X_N) is accurate to the
+interpolation error of the smooth functions u_k and the Gauss-Hermite error, whatever the step's noise:
+large noise at 4 steps, none for an ODE method.
+
+A multistep method carries the previous model output, so its chain is Markov in (x_k, x_{k-1}), not in x_k:
+it is left out (`MultistepNotSupported`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seeds.experiments.results import cell_key
+from seeds.solvers import CHOOSE_PREDICTION, make_method, noise_levels
+from seeds.solvers.models import ModelEvaluator
+
+
+class MultistepNotSupported(ValueError):
+    """The method carries the previous model output between steps: its chain is not Markov in x alone."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How finely the law is held: grid nodes, interpolation degree, Gauss-Hermite nodes per stage piece
+    and for the final Gaussian, and the relative weight below which a point counts as outside the law."""
+
+    nodes: int = 801
+    degree: int = 5
+    stage_nodes: int = 10
+    final_nodes: int = 20
+    negligible: float = 1e-18
+
+    def refined(self) -> Resolution:
+        """Grid spacing halved and more quadrature nodes: the check that the result is resolved."""
+        return Resolution(
+            2 * self.nodes - 1, self.degree, self.stage_nodes + 4, self.final_nodes + 8, self.negligible
+        )
+
+
+# ------------------------------------------------------------------------------------- the step's noise
+
+
+class QuadratureNoise:
+    """A noise source that sets a method's noise pieces (module docstring).
+
+    With `values` None it records every piece drawn (its variance, in `pieces`) and, through
+    `model_called`, which pieces a model evaluation followed (`stage_pieces`); every piece is then 0.
+    Otherwise piece p is values[p], a (batch, 1) tensor of standard-normal values, times its std.
+
+    independent_stages: every query for an increment of the functional is answered by a new, independent
+    normal with that increment's full variance, instead of the path's increments from the step's start.
+    This is the planted mistake of the tests (stage noise independent of the final noise).
+    """
+
+    def __init__(self, batch: int, values: dict | None = None, independent_stages: bool = False):
+        self.batch = batch
+        self.values = values
+        self.independent_stages = independent_stages
+        self.pieces: list[float] = []  # the variance (clock) of every piece, in drawing order
+        self.stage_pieces: set[int] = set()
+        self._start = None
+
+    def model_called(self):
+        self.stage_pieces.update(range(len(self.pieces)))
+
+    def _piece(self, clock: float):
+        index = len(self.pieces)
+        self.pieces.append(clock)
+        if self.values is None:
+            return torch.zeros(self.batch, 1, dtype=torch.float64)
+        return math.sqrt(clock) * self.values[index]
+
+    def fresh(self, key):
+        return self._piece(1.0)
+
+    def increment(self, functional, lam_a, lam_b):
+        if self.independent_stages:
+            return self._piece(functional.clock_increment(lam_a, lam_b))
+        if self._start != (functional, lam_a):
+            self._start, self._reached = (functional, lam_a), lam_a
+            self._value = torch.zeros(self.batch, 1, dtype=torch.float64)
+        if lam_b < self._reached:
+            raise ValueError(
+                f"noise pieces must move forward in a step: lambda {lam_b} after {self._reached}"
+            )
+        if lam_b > self._reached:
+            self._value = self._value + self._piece(functional.clock_increment(self._reached, lam_b))
+            self._reached = lam_b
+        return self._value
+
+
+def _hermite(count: int):
+    """Gauss-Hermite nodes and weights for a standard normal."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(count)
+    return nodes, weights / weights.sum()
+
+
+@dataclass
+class StepMap:
+    """One step of a method as X_{k+1} = G(x, z_stage) + c . z_final, on the nodes x of a grid."""
+
+    method: object
+    denoiser: object
+    sigma_data: float
+    independent_stages: bool = False
+    state: object = None
+    evaluations: int = 0
+
+    def __call__(self, x_nodes: np.ndarray, lam_s: float, lam_t: float, stage_nodes: int):
+        """(G of shape (nodes, Q), Q quadrature weights, the std |c| of the final Gaussian)."""
+        recorder = QuadratureNoise(1, independent_stages=self.independent_stages)
+        self._run(torch.zeros(1, 1, dtype=torch.float64), lam_s, lam_t, recorder, count=False)
+        stage = sorted(recorder.stage_pieces)
+        final = [p for p in range(len(recorder.pieces)) if p not in recorder.stage_pieces]
+        if len(stage) > 2:
+            raise ValueError(
+                f"{self.method.id} draws {len(stage)} stage noises per step; at most 2 are supported"
+            )
+        nodes, weights = _hermite(stage_nodes)
+        grids = np.meshgrid(*([nodes] * len(stage)), indexing="ij")
+        stage_values = [g.ravel() for g in grids]
+        stage_weights = np.ones(1)
+        for _ in stage:
+            stage_weights = np.multiply.outer(stage_weights, weights).ravel()
+        count, points = len(x_nodes), len(stage_weights)
+        # the main batch (node i, stage point q), then a reference element and one unit element per final piece
+        batch = count * points + 1 + len(final)
+        start = np.zeros(batch)
+        start[: count * points] = np.repeat(x_nodes, points)
+        values = {}
+        for p, column in zip(stage, stage_values):
+            value = np.zeros(batch)
+            value[: count * points] = np.tile(column, count)
+            values[p] = torch.from_numpy(value)[:, None]
+        for j, p in enumerate(final):
+            value = np.zeros(batch)
+            value[count * points + 1 + j] = 1.0
+            values[p] = torch.from_numpy(value)[:, None]
+        noise = QuadratureNoise(batch, values, self.independent_stages)
+        out = self._run(torch.from_numpy(start)[:, None], lam_s, lam_t, noise, count=True)[:, 0].numpy()
+        if noise.pieces != recorder.pieces:
+            raise RuntimeError(f"{self.method.id} drew different noise pieces for different batches")
+        reference = out[count * points]
+        spread = math.sqrt(sum((out[count * points + 1 + j] - reference) ** 2 for j in range(len(final))))
+        return out[: count * points].reshape(count, points), stage_weights, spread
+
+    def _run(self, x, lam_s, lam_t, noise, count):
+        evaluator = ModelEvaluator(self.denoiser, self.method.prediction, self.sigma_data)
+
+        def model(u, lam):
+            noise.model_called()
+            return evaluator(u, math.exp(-lam))
+
+        x_next, _, state = self.method.step(x, lam_s, lam_t, model, noise, self.state)
+        if count:
+            self.state = state
+            self.evaluations += evaluator.evaluations
+        return x_next
+
+
+# ------------------------------------------------------------------------------------------ the law
+
+
+@dataclass
+class GridLaw:
+    """E f(X) = sum_i weights[i] f(nodes[i]) for smooth f; nodes uniform from `low` with spacing `spacing`."""
+
+    low: float
+    spacing: float
+    weights: np.ndarray
+
+    @property
+    def nodes(self) -> np.ndarray:
+        return self.low + self.spacing * np.arange(len(self.weights))
+
+    def expect(self, function) -> float:
+        return float(self.weights @ function(self.nodes))
+
+    def density(self) -> np.ndarray:
+        """The density at the nodes (weight per unit length)."""
+        return self.weights / self.spacing
+
+
+def deposit(points, weights, low, spacing, nodes, degree):
+    """Grid weights nu_j = sum_p weights[p] l_j(points[p]) for the local Lagrange basis l_j of `degree` on the
+    grid; points outside the grid are dropped (the window is chosen so that their weight is negligible)."""
+    position = (points - low) / spacing
+    inside = (position >= 0) & (position <= nodes - 1)
+    position, weights = position[inside], weights[inside]
+    first = np.clip(np.floor(position).astype(np.int64) - (degree - 1) // 2, 0, nodes - 1 - degree)
+    local = position - first
+    total = np.zeros(nodes)
+    for k in range(degree + 1):
+        basis = np.ones_like(local)
+        for m in range(degree + 1):
+            if m != k:
+                basis *= (local - m) / (k - m)
+        total += np.bincount(first + k, weights=weights * basis, minlength=nodes)
+    return total
+
+
+def _window(points, weights, spread, resolution):
+    keep = np.abs(weights) > resolution.negligible * np.abs(weights).sum()
+    low, high = points[keep].min(), points[keep].max()
+    margin = 10.0 * spread
+    width = high - low + 2 * margin
+    # a few nodes beyond the extreme points keep their interpolation stencils centred
+    pad = width * (resolution.degree + 1) / resolution.nodes
+    low, high = low - margin - pad, high + margin + pad
+    return low, (high - low) / (resolution.nodes - 1)
+
+
+def start_law(problem, sigma_max, resolution: Resolution) -> GridLaw:
+    """The exact marginal at sigma_max on a grid: weights p(x_i) dx (the trapezoid rule, spectrally
+    accurate for a smooth density on a grid this fine)."""
+    mean, std = problem.mean(), math.sqrt(problem.variance() + sigma_max**2)
+    low, high = mean - 12 * std, mean + 12 * std
+    spacing = (high - low) / (resolution.nodes - 1)
+    nodes = low + spacing * np.arange(resolution.nodes)
+    return GridLaw(low, spacing, np.exp(problem.log_density(nodes, sigma_max)) * spacing)
+
+
+def default_resolution(method, problem) -> Resolution:
+    """The problem's grid nodes for a method that draws noise; its (finer) transport nodes for a deterministic
+    chain, whose weights are only moved from grid to grid, never smoothed by noise."""
+    return Resolution(nodes=problem.grid_nodes if method.stochastic else problem.transport_nodes)
+
+
+def propagate(method, problem, sigmas, resolution: Resolution | None = None, independent_stages=False):
+    """The law of `method`'s output on `problem`, run from the exact marginal at sigmas[0] to sigmas[-1]; the
+    resolution defaults to default_resolution(method, problem)."""
+    if getattr(method, "multistep", False):
+        raise MultistepNotSupported(
+            f"{method.id} carries the previous model output between steps, so its chain is Markov in "
+            "(x_k, x_(k-1)), not in x_k: its law is not propagated on a 1-d grid"
+        )
+    resolution = resolution or default_resolution(method, problem)
+    levels = [float(s) for s in sigmas]
+    if any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] <= 0:
+        raise ValueError("sigmas must decrease strictly and end at a positive level")
+    law = start_law(problem, levels[0], resolution)
+    step = StepMap(method, problem.denoiser, problem.sigma_data, independent_stages)
+    step.state = method.init(torch.zeros(1, 1, dtype=torch.float64), torch.tensor(levels))
+    final_nodes, final_weights = _hermite(resolution.final_nodes)
+    for sigma_s, sigma_t in zip(levels[:-1], levels[1:]):
+        live = np.abs(law.weights) > resolution.negligible * np.abs(law.weights).sum()
+        sources, masses = law.nodes[live], law.weights[live]
+        mapped, stage_weights, spread = step(
+            sources, -math.log(sigma_s), -math.log(sigma_t), resolution.stage_nodes
+        )
+        point_weights = np.multiply.outer(masses, stage_weights)
+        low, spacing = _window(mapped.ravel(), point_weights.ravel(), spread, resolution)
+        weights = deposit(
+            mapped.ravel(), point_weights.ravel(), low, spacing, resolution.nodes, resolution.degree
+        )
+        if spread > 0:
+            grid = low + spacing * np.arange(resolution.nodes)
+            weights = deposit(
+                np.add.outer(grid, spread * final_nodes).ravel(),
+                np.multiply.outer(weights, final_weights).ravel(),
+                low,
+                spacing,
+                resolution.nodes,
+                resolution.degree,
+            )
+        law = GridLaw(low, spacing, weights)
+    return law, step.evaluations
+
+
+# ----------------------------------------------------------------------------------------- weak errors
+
+# The test functions g of the weak errors |E g(X_N) - E g(X(sigma_min))|: moments and two smooth bounded ones.
+TEST_FUNCTIONS = {
+    "x": lambda x: x,
+    "x^2": np.square,
+    "x^3": lambda x: x**3,
+    "tanh": np.tanh,
+    "cos": np.cos,
+}
+
+
+def exact_marginal(problem, sigma_min):
+    """Nodes, weights and density values of the exact marginal p(x, sigma_min) = data * N(0, sigma_min^2) by
+    composite Gauss-Legendre (16 nodes on panels of width std / 50 over mean +- 50 std)."""
+    mean, std = problem.mean(), math.sqrt(problem.variance() + sigma_min**2)
+    panels = 5000
+    edges = np.linspace(mean - 50 * std, mean + 50 * std, panels + 1)
+    reference_nodes, reference_weights = np.polynomial.legendre.leggauss(16)
+    half = 0.5 * np.diff(edges)[:, None]
+    nodes = (0.5 * (edges[:-1] + edges[1:])[:, None] + half * reference_nodes).ravel()
+    weights = (half * reference_weights).ravel()
+    return nodes, weights * np.exp(problem.log_density(nodes, sigma_min))
+
+
+def exact_expectations(problem, sigma_min) -> dict[str, float]:
+    nodes, weights = exact_marginal(problem, sigma_min)
+    return {name: float(weights @ g(nodes)) for name, g in TEST_FUNCTIONS.items()}
+
+
+# The densities are compared after both laws are smoothed by N(0, SMOOTHING^2) (a tenth of the data's std):
+# the smoothed numerical density sum_i mu_i phi(y - x_i) is an expectation of a smooth function, as accurate
+# as the weak errors, and the smoothed exact law is the exact marginal at sqrt(sigma_min^2 + SMOOTHING^2).
+# Without it, the weights of a deterministic (ODE) chain carry grid-scale ripples of size ~1e-2 that no test
+# function of this smoothness sees.
+SMOOTHING = 0.05
+
+
+def smoothed_l1(law: GridLaw, problem, sigma_min: float, points: int = 4001) -> float:
+    """int |p_num * phi_h - p_exact * phi_h| on the law's window widened by 8 h (trapezoid rule)."""
+    low, high = law.low - 8 * SMOOTHING, law.nodes[-1] + 8 * SMOOTHING
+    y = np.linspace(low, high, points)
+    kernel = np.exp(-0.5 * ((y[:, None] - law.nodes[None, :]) / SMOOTHING) ** 2) / (
+        SMOOTHING * math.sqrt(2 * math.pi)
+    )
+    numerical = kernel @ law.weights
+    exact = np.exp(problem.log_density(y, math.hypot(sigma_min, SMOOTHING)))
+    return float(np.abs(numerical - exact).sum() * (y[1] - y[0]))
+
+
+@dataclass(frozen=True)
+class WeakErrors:
+    """Signed errors E g(X_N) - E g(X(sigma_min)) per test function, and the L1 distance of the two densities
+    smoothed by N(0, SMOOTHING^2)."""
+
+    errors: dict
+    l1: float
+    nfe: int
+
+
+def weak_errors(method, problem, sigmas, resolution=None, independent_stages=False, exact=None):
+    """The exact weak errors of the method object `method` on `problem` over the noise levels `sigmas`."""
+    sigma_min = float(sigmas[-1])
+    exact = exact or exact_expectations(problem, sigma_min)
+    law, nfe = propagate(method, problem, sigmas, resolution, independent_stages)
+    errors = {name: law.expect(g) - exact[name] for name, g in TEST_FUNCTIONS.items()}
+    return WeakErrors(errors, smoothed_l1(law, problem, sigma_min), nfe)
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+# Step counts whose smoothed L1 distance is below this are not used to fit an order. At the default
+# resolution the distance of a noisy chain is resolved far below it; a deterministic (ODE) chain is the
+# hardest to resolve (docs/exact-weak.md, "Accuracy", says where it is and is not).
+L1_FLOOR = 1e-7
+FIT_POINTS = 3  # the fit uses the largest step counts that are resolved, this many
+
+
+def fitted_order(steps, values, floor=0.0, points=FIT_POINTS):
+    """The least-squares slope of -log(value) against log(steps) over the `points` largest step counts whose
+    value is at least `floor`; None when fewer than two qualify."""
+    usable = [(n, v) for n, v in zip(steps, values) if v is not None and abs(v) >= floor and abs(v) > 0]
+    usable = usable[-points:]
+    if len(usable) < 2:
+        return None
+    x = np.log([n for n, _ in usable])
+    y = np.log([abs(v) for _, v in usable])
+    return float(-np.polyfit(x, y, 1)[0])
+
+
+def exact_weak_table(
+    method,
+    problem,
+    steps,
+    grid="lambda",
+    sigma_min=0.002,
+    sigma_max=80.0,
+    resolution=None,
+    independent_stages=False,
+    **options,
+) -> dict:
+    """The `seeds exact-weak` result: exact weak errors of `method` (a METHODS name, options as for
+    `seeds.solvers.sample`) on the 1-d `problem` (a name of LINE_PROBLEMS or a problem object) for each step
+    count, and the weak order fitted to the smoothed L1 distance and to every test function. The resolution
+    defaults to default_resolution."""
+    from seeds.experiments.problems.lines import LINE_PROBLEMS
+
+    line = LINE_PROBLEMS[problem] if isinstance(problem, str) else problem
+    exact = exact_expectations(line, sigma_min)
+    solver_options = dict(options)
+    if method in CHOOSE_PREDICTION:
+        solver_options.setdefault("prediction", "data")
+    rows = []
+    for count in steps:
+        solver = make_method(method, **solver_options)
+        rows.append(
+            weak_errors(
+                solver,
+                line,
+                noise_levels(grid, count, sigma_min, sigma_max),
+                resolution,
+                independent_stages,
+                exact,
+            )
+        )
+    errors = {name: [row.errors[name] for row in rows] for name in TEST_FUNCTIONS}
+    l1 = [row.l1 for row in rows]
+    return {
+        "method": method,
+        "id": solver.id,
+        "problem": line.name,
+        "grid": grid,
+        "sigma_max": sigma_max,
+        "sigma_min": sigma_min,
+        "options": {k: v for k, v in solver_options.items()},
+        "independent_stages": independent_stages,
+        "steps": list(steps),
+        "nfe": [row.nfe for row in rows],
+        "l1": l1,
+        "errors": errors,
+        "order": fitted_order(steps, l1, L1_FLOOR),
+        "orders": {name: fitted_order(steps, values) for name, values in errors.items()},
+        "predicted": solver.orders,
+    }
+
+
+@dataclass(frozen=True)
+class ExactWeakCell:
+    """One exact-weak table: a method (name and sorted (option, value) pairs) on a 1-d problem and grid.
+    refined: also compute every step count at the refined resolution, the accuracy check."""
+
+    problem: str
+    method: str
+    options: tuple = ()
+    grid: str = "lambda"
+    steps: tuple = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    independent_stages: bool = False
+    refined: bool = False
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+    def key(self) -> str:
+        return cell_key(self)
+
+
+def run_exact_weak_cell(cell: ExactWeakCell) -> dict:
+    def table(resolution):
+        return exact_weak_table(
+            cell.method,
+            cell.problem,
+            cell.steps,
+            cell.grid,
+            cell.sigma_min,
+            cell.sigma_max,
+            resolution,
+            cell.independent_stages,
+            **dict(cell.options),
+        )
+
+    from seeds.experiments.problems.lines import LINE_PROBLEMS
+
+    solver = make_method(cell.method, **dict(cell.options))
+    resolution = default_resolution(solver, LINE_PROBLEMS[cell.problem])
+    result = table(resolution)
+    if cell.refined:
+        finer = table(resolution.refined())
+        result["refined"] = {"l1": finer["l1"], "errors": finer["errors"]}
+    return {**result, "label": _label(cell), "cell": cell.__dict__}
+
+
+def _label(cell: ExactWeakCell) -> str:
+    label = cell.method + "".join(
+        f"/{value}" for name, value in cell.options if name in ("prediction", "variant")
+    )
+    if dict(cell.options).get("s_churn", 0) > 0:
+        label += " (churn)"
+    return label + (" (independent stage noises)" if cell.independent_stages else "")
