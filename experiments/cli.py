@@ -446,6 +446,110 @@ def _run_exact_linear(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- exact-weak
+
+
+def _exact_weak_command(subparsers):
+    from seeds.experiments.problems.lines import LINE_PROBLEMS
+
+    parser = subparsers.add_parser(
+        "exact-weak",
+        formatter_class=HelpFormatter,
+        help="exact (Monte-Carlo-free) weak errors of a method on nonlinear 1-d problems",
+        description="Exact weak errors on a 1-d problem with a nonlinear exact denoiser, in EDM coordinates, "
+        "from the exact marginal at sigma_max to sigma_min with no final denoising step: the law of the "
+        "method's output carried step by step by quadrature (docs/exact-weak.md), against the data law "
+        "convolved with N(0, sigma_min^2). Prints E g(X_N) - E g(X) for g = x, x^2, x^3, tanh, cos, the L1 "
+        "distance of the densities smoothed by N(0, 0.05^2), and the weak orders fitted to them. "
+        "One-step methods only: a multistep method's chain is not Markov in x alone.",
+    )
+    _add_solver_options(
+        parser,
+        "eta in [0, 1] of the exponential methods (default: the method's own, 1 for the SEEDS methods)",
+    )
+    parser.add_argument(
+        "--s-churn",
+        type=_non_negative_number,
+        default=None,
+        help=f"churn of Karras et al.; applies to {', '.join(_methods_taking('s_churn', 0.0))} (default: 0)",
+    )
+    parser.add_argument(
+        "--problem", choices=sorted(LINE_PROBLEMS), default="overlapping", help="the 1-d data law"
+    )
+    parser.add_argument("--sigma-max", type=_positive_number, default=80.0, help="largest noise level")
+    parser.add_argument("--sigma-min", type=_positive_number, default=0.002, help="smallest noise level")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="lambda", help="how the steps are spaced")
+    parser.add_argument(
+        "--steps", type=_step_counts, default="8,16,32,64", help="comma-separated step counts"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_positive_integer,
+        default=None,
+        help="grid nodes that hold the law (default: the problem's, 801 or 2401; docs/exact-weak.md)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(run=_run_exact_weak)
+
+
+def _run_exact_weak(args) -> int:
+    import json
+
+    from seeds.experiments.verification.exact_weak import TEST_FUNCTIONS, Resolution, exact_weak_table
+
+    _check_noise_range(args.sigma_min, args.sigma_max)
+    if args.nodes is not None and args.nodes < 64:
+        raise UsageError(f"argument --nodes: at least 64 grid nodes are needed, got {args.nodes}")
+    given = _given(
+        ("--prediction", "prediction", args.prediction),
+        ("--variant", "variant", args.variant),
+        ("--eta", "eta", args.eta),
+        ("--s-churn", "s_churn", args.s_churn),
+    )
+    solver = _checked_method(args.method, given)
+    if getattr(solver, "multistep", False):
+        raise UsageError(
+            f"argument --method: {args.method} is a multistep method; its chain is Markov in (x_k, x_(k-1)), "
+            "not in x_k, so exact-weak does not propagate its law"
+        )
+    options = {option: value for option, value in given.values()}
+    variant = dict(METHOD_TABLE[solver.id]["selected_by"]).get("variant")
+    if variant is not None:
+        options["variant"] = variant
+    table = exact_weak_table(
+        args.method,
+        args.problem,
+        args.steps,
+        args.grid,
+        args.sigma_min,
+        args.sigma_max,
+        None if args.nodes is None else Resolution(nodes=args.nodes),
+        **options,
+    )
+    if args.json:
+        print(json.dumps(table))
+        return 0
+    predicted = table["predicted"]
+    print(
+        f"{table['id']} on {table['problem']}, {table['grid']} grid, sigma {args.sigma_max} -> {args.sigma_min}; "
+        f"predicted weak order {predicted['weak'] if predicted else 'none'}"
+    )
+    names = list(TEST_FUNCTIONS)
+    print(f"{'steps':>6} {'nfe':>6} {'l1':>11} " + " ".join(f"{name:>11}" for name in names))
+    for i, count in enumerate(table["steps"]):
+        values = " ".join(f"{table['errors'][name][i]:>11.3e}" for name in names)
+        print(f"{count:>6} {table['nfe'][i]:>6} {table['l1'][i]:>11.3e} {values}")
+
+    def shown(order):
+        return "-" if order is None else f"{order:.2f}"
+
+    print(
+        f"{'order':>13} {shown(table['order']):>11} "
+        + " ".join(f"{shown(table['orders'][name]):>11}" for name in names)
+    )
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------- jobs
 
 
@@ -488,6 +592,32 @@ def _run_weak_ring(args) -> int:
 
     _check_output_folder("--results", args.results)
     weak_ring.run(args.results)
+    return 0
+
+
+def _exact_weak_table_command(subparsers):
+    parser = subparsers.add_parser(
+        "exact-weak-table",
+        formatter_class=HelpFormatter,
+        help="exact weak orders of every one-step method on the 1-d problems: results/exact_weak.{json,md}",
+        description="Run (or resume) the exact-weak cells (every one-step method, the three 1-d problems, "
+        "lambda and EDM grids, 4 to 1024 steps, the refinement checks and the planted mistake) and write "
+        "results/exact_weak.{json,md} and figures/exact_weak.{png,pdf}. About an hour on 2 cores.",
+    )
+    parser.add_argument("--results", type=Path, default=config.RESULTS, help="folder of the result files")
+    parser.add_argument("--figures", type=Path, default=config.FIGURES, help="folder of the figures")
+    parser.add_argument(
+        "--workers", type=_positive_integer, default=None, help="processes (default: one per core)"
+    )
+    parser.set_defaults(run=_run_exact_weak_table)
+
+
+def _run_exact_weak_table(args) -> int:
+    from seeds.experiments.jobs import exact_weak
+
+    _check_output_folder("--results", args.results)
+    _check_output_folder("--figures", args.figures)
+    exact_weak.run(args.results, args.figures, args.workers)
     return 0
 
 
@@ -723,8 +853,10 @@ def _run_coefficients(args) -> int:
 COMMANDS = (
     _sample_command,
     _exact_linear_command,
+    _exact_weak_command,
     _convergence_plots_command,
     _weak_ring_command,
+    _exact_weak_table_command,
     _figures_command,
     _bench_command,
     _train_command,

@@ -216,3 +216,43 @@ class TrainConfig:
 
 TRAIN_DATASETS = ("digits", "mnist", "fashion-mnist")
 TRAIN_BASE_CHANNELS = 16
+
+# ------------------------------------------------------------------ seeds exact-weak-table (make exact-weak)
+
+EXACT_WEAK_PROBLEMS = ("overlapping", "separated", "logistic")
+# (problem, grid) pairs of the table; the logistic law's quadrature denoiser makes its cells the slowest, so
+# it runs on the lambda grid only
+EXACT_WEAK_COLUMNS = (
+    ("overlapping", "lambda"),
+    ("overlapping", "edm"),
+    ("separated", "lambda"),
+    ("separated", "edm"),
+    ("logistic", "lambda"),
+)
+EXACT_WEAK_STEPS = tuple(2**k for k in range(2, 11))
+# every one-step method (a multistep method's chain is not Markov in x alone), each parameterisation and
+# variant; EDM churn with the settings of the learned-model comparisons
+EXACT_WEAK_METHODS = (
+    [
+        (f"seeds-{order}", (("prediction", prediction),) + variant)
+        for order in (1, 2, 3)
+        for prediction in ("noise", "data", "edm")
+        for variant in ([(), (("variant", "phi_2"),)] if order == 2 else [()])
+    ]
+    + [(name, ()) for name in ("euler-maruyama", "ddpm", "sde-dpm-solver++-1")]
+    + [(f"dpm-solver{plus}-{order}", ()) for plus in ("", "++") for order in (1, 2, 3)]
+    + [("ddim", ()), ("edm-heun", ()), EDM_CHURN]
+)
+# the accuracy check: these cells are recomputed at twice the grid nodes and more quadrature nodes
+EXACT_WEAK_REFINED = [
+    ("seeds-1", (("prediction", "data"),)),
+    ("seeds-2", (("prediction", "data"),)),
+    ("seeds-3", (("prediction", "data"),)),
+    ("seeds-3", (("prediction", "noise"),)),
+]
+EXACT_WEAK_REFINED_STEPS = (64, 1024)
+# the planted mistake: SEEDS-2 and SEEDS-3 with stage noises independent of the final noise
+EXACT_WEAK_PLANTED = [("seeds-2", (("prediction", "data"),)), ("seeds-3", (("prediction", "data"),))]
+# the main job's exact-weak figure: the SEEDS methods and the planted mistake on the overlapping mixture
+EXACT_WEAK_MAIN_STEPS = (4, 8, 16, 32, 64, 128, 256)
+EXACT_WEAK_MAIN_METHODS = [(f"seeds-{order}", (("prediction", "data"),)) for order in (1, 2, 3)]

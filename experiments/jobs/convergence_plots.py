@@ -19,6 +19,8 @@ from seeds.experiments.config import (
     RING_PROBLEM_OPTIONS,
     RING_SIGMA_MIN,
 )
+from seeds.experiments.jobs.exact_weak import compute as compute_exact_weak
+from seeds.experiments.jobs.exact_weak import main_job_cells as exact_weak_cells
 from seeds.experiments.metrics.mixture import exact_sample_floor
 from seeds.experiments.problems.digits import PARAMETERS as DIGITS_MIXTURE
 from seeds.experiments.results import (
@@ -32,6 +34,7 @@ from seeds.experiments.verification.convergence import Cell, method_label, run_c
 from seeds.experiments.verification.exact_linear import scalar_convergence_table
 from seeds.experiments.verification.mixture_quality import MixtureQualityCell, run_mixture_quality_cell
 from seeds.figures.convergence import make_figures
+from seeds.figures.exact_weak import exact_weak_figure
 
 CELL_ROOTS = (
     "seeds.experiments.verification.convergence",
@@ -98,6 +101,11 @@ def run(results: Path, figures: Path, quick: bool = False) -> int:
     write_exact_linear(results, CONVERGENCE_SCALES["quick" if quick else "full"].exact_linear_steps)
     make_figures(results, figures)
     atomic_write_text(figures / "orders_table.md", (results / "orders_table.md").read_text())
+    exact_weak = compute_exact_weak(exact_weak_cells(quick), results)
+    atomic_write_json(
+        results / "exact_weak_overlapping.json", {"provenance": provenance(), "cells": exact_weak}
+    )
+    exact_weak_figure(exact_weak, figures, "exact_weak_overlapping")
     return 0
 
 
