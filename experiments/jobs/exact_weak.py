@@ -22,7 +22,6 @@ from seeds.experiments.config import (
     EXACT_WEAK_REFINED_ODE,
     EXACT_WEAK_REFINED_ODE_STEPS,
     EXACT_WEAK_REFINED_STEPS,
-    EXACT_WEAK_STEPS,
 )
 from seeds.experiments.results import CellStore, atomic_write_json, atomic_write_text, provenance
 from seeds.experiments.verification.exact_weak import L1_FLOOR, ExactWeakCell, run_exact_weak_cell
@@ -34,13 +33,14 @@ TOLERANCE = 0.25  # a measured order within this of the predicted one agrees wit
 
 def table_cells() -> list[ExactWeakCell]:
     cells = [
-        ExactWeakCell(problem, method, options, grid, EXACT_WEAK_STEPS)
-        for problem, grid in EXACT_WEAK_COLUMNS
+        ExactWeakCell(problem, method, options, grid, steps)
+        for problem, grid, steps in EXACT_WEAK_COLUMNS
         for method, options in EXACT_WEAK_METHODS
     ]
     cells += [
-        ExactWeakCell(problem, method, options, "lambda", EXACT_WEAK_STEPS, independent_stages=True)
-        for problem in EXACT_WEAK_PROBLEMS
+        ExactWeakCell(problem, method, options, grid, steps, independent_stages=True)
+        for problem, grid, steps in EXACT_WEAK_COLUMNS
+        if grid == "lambda"
         for method, options in EXACT_WEAK_PLANTED
     ]
     cells += [
@@ -112,7 +112,7 @@ def verdict(result: dict) -> str:
 
 def orders_table(results: list[dict]) -> str:
     """Predicted vs measured weak order (fitted to the smoothed L1 distance) per method, problem and grid."""
-    columns = list(EXACT_WEAK_COLUMNS)
+    columns = [(problem, grid) for problem, grid, _ in EXACT_WEAK_COLUMNS]
     by_label: dict[str, dict] = {}
     for r in results:
         if r["cell"]["refined"]:

@@ -49,7 +49,7 @@ class Resolution:
 
     nodes: int = 801
     degree: int = 5
-    stage_nodes: int = 10
+    stage_nodes: int = 6
     final_nodes: int = 20
     negligible: float = 1e-18
 
