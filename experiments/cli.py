@@ -378,6 +378,32 @@ def _exact_linear_command(subparsers):
         "sigma_max to sigma_min with no final denoising step: strong RMSE against the SDE's exact solution "
         "on the same Brownian path, |Var(x_num) - (s^2 + sigma_min^2)|, KL and W2 of the output law.",
     )
+    _add_exact_run_options(parser)
+    parser.add_argument("--data-std", type=_positive_number, default=0.5, help="s, the data's std")
+    parser.set_defaults(run=_run_exact_linear)
+
+
+def _exact_run_method(args):
+    """The checked method object of an exact command and its solver options, the variant it runs named
+    (the default one included) so that the result names it."""
+    _check_noise_range(args.sigma_min, args.sigma_max)
+    given = _given(
+        ("--prediction", "prediction", args.prediction),
+        ("--variant", "variant", args.variant),
+        ("--eta", "eta", args.eta),
+        ("--s-churn", "s_churn", args.s_churn),
+    )
+    solver = _checked_method(args.method, given)
+    options = {option: value for option, value in given.values()}
+    variant = dict(METHOD_TABLE[solver.id]["selected_by"]).get("variant")
+    if variant is not None:
+        options["variant"] = variant
+    return solver, options
+
+
+def _add_exact_run_options(parser) -> None:
+    """The options of the exact (quadrature) commands: the method and its options, the noise range, the
+    grid, the step counts and --json."""
     _add_solver_options(
         parser,
         "eta in [0, 1] of the exponential methods (default: the method's own, 1 for the SEEDS methods)",
@@ -388,7 +414,6 @@ def _exact_linear_command(subparsers):
         default=None,
         help=f"churn of Karras et al.; applies to {', '.join(_methods_taking('s_churn', 0.0))} (default: 0)",
     )
-    parser.add_argument("--data-std", type=_positive_number, default=0.5, help="s, the data's std")
     parser.add_argument("--sigma-max", type=_positive_number, default=80.0, help="largest noise level")
     parser.add_argument("--sigma-min", type=_positive_number, default=0.002, help="smallest noise level")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="lambda", help="how the steps are spaced")
@@ -396,7 +421,6 @@ def _exact_linear_command(subparsers):
         "--steps", type=_step_counts, default="8,16,32,64", help="comma-separated step counts"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(run=_run_exact_linear)
 
 
 def _run_exact_linear(args) -> int:
@@ -404,19 +428,8 @@ def _run_exact_linear(args) -> int:
 
     from seeds.experiments.verification.exact_linear import scalar_convergence_table
 
-    _check_noise_range(args.sigma_min, args.sigma_max)
-    given = _given(
-        ("--prediction", "prediction", args.prediction),
-        ("--variant", "variant", args.variant),
-        ("--eta", "eta", args.eta),
-        ("--s-churn", "s_churn", args.s_churn),
-    )
-    solver = _checked_method(args.method, given)
-    options = {option: value for option, value in given.values() if option != "prediction"}
-    # the variant the method runs, the default one included, so that the result names it
-    variant = dict(METHOD_TABLE[solver.id]["selected_by"]).get("variant")
-    if variant is not None:
-        options["variant"] = variant
+    solver, options = _exact_run_method(args)
+    options.pop("prediction", None)
     table = scalar_convergence_table(
         args.method,
         args.steps,
@@ -463,24 +476,9 @@ def _exact_weak_command(subparsers):
         "distance of the densities smoothed by N(0, 0.05^2), and the weak orders fitted to them. "
         "One-step methods only: a multistep method's chain is not Markov in x alone.",
     )
-    _add_solver_options(
-        parser,
-        "eta in [0, 1] of the exponential methods (default: the method's own, 1 for the SEEDS methods)",
-    )
-    parser.add_argument(
-        "--s-churn",
-        type=_non_negative_number,
-        default=None,
-        help=f"churn of Karras et al.; applies to {', '.join(_methods_taking('s_churn', 0.0))} (default: 0)",
-    )
+    _add_exact_run_options(parser)
     parser.add_argument(
         "--problem", choices=sorted(LINE_PROBLEMS), default="overlapping", help="the 1-d data law"
-    )
-    parser.add_argument("--sigma-max", type=_positive_number, default=80.0, help="largest noise level")
-    parser.add_argument("--sigma-min", type=_positive_number, default=0.002, help="smallest noise level")
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="lambda", help="how the steps are spaced")
-    parser.add_argument(
-        "--steps", type=_step_counts, default="8,16,32,64", help="comma-separated step counts"
     )
     parser.add_argument(
         "--nodes",
@@ -488,7 +486,6 @@ def _exact_weak_command(subparsers):
         default=None,
         help="grid nodes that hold the law (default: the problem's, 801 or 2401; docs/exact-weak.md)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(run=_run_exact_weak)
 
 
@@ -497,25 +494,14 @@ def _run_exact_weak(args) -> int:
 
     from seeds.experiments.verification.exact_weak import TEST_FUNCTIONS, Resolution, exact_weak_table
 
-    _check_noise_range(args.sigma_min, args.sigma_max)
     if args.nodes is not None and args.nodes < 64:
         raise UsageError(f"argument --nodes: at least 64 grid nodes are needed, got {args.nodes}")
-    given = _given(
-        ("--prediction", "prediction", args.prediction),
-        ("--variant", "variant", args.variant),
-        ("--eta", "eta", args.eta),
-        ("--s-churn", "s_churn", args.s_churn),
-    )
-    solver = _checked_method(args.method, given)
+    solver, options = _exact_run_method(args)
     if getattr(solver, "multistep", False):
         raise UsageError(
             f"argument --method: {args.method} is a multistep method; its chain is Markov in (x_k, x_(k-1)), "
             "not in x_k, so exact-weak does not propagate its law"
         )
-    options = {option: value for option, value in given.values()}
-    variant = dict(METHOD_TABLE[solver.id]["selected_by"]).get("variant")
-    if variant is not None:
-        options["variant"] = variant
     table = exact_weak_table(
         args.method,
         args.problem,
