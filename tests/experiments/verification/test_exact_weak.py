@@ -35,6 +35,16 @@ Z_JOINT_99 = 3.2905267314918945  # two-sided normal quantile at 0.01 / 5: five t
 TOLERANCE = 0.25  # a measured weak order agrees with the predicted one within this
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The propagation is many small tensor operations: one thread each, so that the two test workers do not
+    oversubscribe the two cores (torch's spinning threads slow every other test down)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_logistic_denoiser_and_density_match_mpmath():
     """Both quadrature regimes (sigma below and above the scale) against adaptive mpmath integrals."""
     law = LINE_PROBLEMS["logistic"]
