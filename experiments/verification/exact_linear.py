@@ -62,42 +62,58 @@ class NoisePiece:
     clock: float | None = None
 
 
-class BasisPieces:
-    """A noise source that turns a solver run into the coefficients of its noise.
-
-    Like IndependentPieces, every new piece of noise is sqrt(clock increment) * z with z standard normal and
-    independent of all other pieces; here batch element j + 1 sees z = 1 for piece j and 0 otherwise, and
-    element 0 sees no noise. Built with batch = 1 it gives every element zero noise and only records the
-    pieces (to size the basis). Every piece drawn is recorded in `pieces`.
-    """
+class PieceNoise:
+    """A noise source that draws a step's noise as pieces (NoisePiece): every new sub-interval of the step's
+    functional, or a fresh normal, is one standard normal z, the increment sqrt(clock) z, as
+    IndependentPieces draws them; a subclass says what z is (`_normal`). Every piece drawn is recorded in
+    `pieces`."""
 
     def __init__(self, batch: int):
         self.batch = batch
         self.pieces: list[NoisePiece] = []
         self._start = None
 
-    def _unit(self, piece: NoisePiece):
-        if self.batch > 1 and len(self.pieces) + 1 >= self.batch:
-            raise RuntimeError(f"more than {self.batch - 1} noise pieces: the basis is too small")
-        unit = torch.zeros(self.batch, 1, dtype=torch.float64)
-        if self.batch > 1:
-            unit[len(self.pieces) + 1] = 1.0
+    def _normal(self, piece: NoisePiece):
+        """The (batch, 1) tensor of the piece's standard normal; len(self.pieces) is its index."""
+        raise NotImplementedError
+
+    def _draw(self, piece: NoisePiece):
+        normal = self._normal(piece)
         self.pieces.append(piece)
-        return unit
+        return normal
 
     def fresh(self, key):
-        return self._unit(NoisePiece(FRESH))
+        return self._draw(NoisePiece(FRESH))
 
     def increment(self, functional, lam_a, lam_b):
         if self._start != (functional, lam_a):
             self._start, self._reached = (functional, lam_a), lam_a
             self._value = torch.zeros(self.batch, 1, dtype=torch.float64)
+        if lam_b < self._reached:
+            raise ValueError(
+                f"noise pieces must move forward in a step: lambda {lam_b} after {self._reached}"
+            )
         if lam_b > self._reached:
             clock = functional.clock_increment(self._reached, lam_b)
             piece = NoisePiece(functional, self._reached, lam_b, clock)
-            self._value = self._value + math.sqrt(clock) * self._unit(piece)
+            self._value = self._value + math.sqrt(clock) * self._draw(piece)
             self._reached = lam_b
         return self._value
+
+
+class BasisPieces(PieceNoise):
+    """A noise source that turns a solver run into the coefficients of its noise: batch element j + 1 sees
+    z = 1 for piece j and 0 otherwise, and element 0 sees no noise. Built with batch = 1 it gives every
+    element zero noise and only records the pieces (to size the basis).
+    """
+
+    def _normal(self, piece: NoisePiece):
+        if self.batch > 1 and len(self.pieces) + 1 >= self.batch:
+            raise RuntimeError(f"more than {self.batch - 1} noise pieces: the basis is too small")
+        unit = torch.zeros(self.batch, 1, dtype=torch.float64)
+        if self.batch > 1:
+            unit[len(self.pieces) + 1] = 1.0
+        return unit
 
 
 def affine_denoiser(means, variances):

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seeds.experiments.problems.lines import LINE_PROBLEMS
 from seeds.experiments.results import cell_key
+from seeds.experiments.verification.exact_linear import NoisePiece, PieceNoise
 from seeds.solvers import CHOOSE_PREDICTION, make_method, noise_levels
 from seeds.solvers.models import ModelEvaluator
 
@@ -63,12 +65,12 @@ class Resolution:
 # ------------------------------------------------------------------------------------- the step's noise
 
 
-class QuadratureNoise:
+class QuadratureNoise(PieceNoise):
     """A noise source that sets a method's noise pieces (module docstring).
 
-    With `values` None it records every piece drawn (its variance, in `pieces`) and, through
-    `model_called`, which pieces a model evaluation followed (`stage_pieces`); every piece is then 0.
-    Otherwise piece p is values[p], a (batch, 1) tensor of standard-normal values, times its std.
+    With `values` None it records every piece drawn (in `pieces`) and, through `model_called`, which pieces
+    a model evaluation followed (`stage_pieces`); every piece is then 0. Otherwise piece p's standard normal
+    is values[p], a (batch, 1) tensor.
 
     independent_stages: every query for an increment of the functional is answered by a new, independent
     normal with that increment's full variance, instead of the path's increments from the step's start.
@@ -76,40 +78,24 @@ class QuadratureNoise:
     """
 
     def __init__(self, batch: int, values: dict | None = None, independent_stages: bool = False):
-        self.batch = batch
+        super().__init__(batch)
         self.values = values
         self.independent_stages = independent_stages
-        self.pieces: list[float] = []  # the variance (clock) of every piece, in drawing order
         self.stage_pieces: set[int] = set()
-        self._start = None
 
     def model_called(self):
         self.stage_pieces.update(range(len(self.pieces)))
 
-    def _piece(self, clock: float):
-        index = len(self.pieces)
-        self.pieces.append(clock)
+    def _normal(self, piece):
         if self.values is None:
             return torch.zeros(self.batch, 1, dtype=torch.float64)
-        return math.sqrt(clock) * self.values[index]
-
-    def fresh(self, key):
-        return self._piece(1.0)
+        return self.values[len(self.pieces)]
 
     def increment(self, functional, lam_a, lam_b):
-        if self.independent_stages:
-            return self._piece(functional.clock_increment(lam_a, lam_b))
-        if self._start != (functional, lam_a):
-            self._start, self._reached = (functional, lam_a), lam_a
-            self._value = torch.zeros(self.batch, 1, dtype=torch.float64)
-        if lam_b < self._reached:
-            raise ValueError(
-                f"noise pieces must move forward in a step: lambda {lam_b} after {self._reached}"
-            )
-        if lam_b > self._reached:
-            self._value = self._value + self._piece(functional.clock_increment(self._reached, lam_b))
-            self._reached = lam_b
-        return self._value
+        if not self.independent_stages:
+            return super().increment(functional, lam_a, lam_b)
+        clock = functional.clock_increment(lam_a, lam_b)
+        return math.sqrt(clock) * self._draw(NoisePiece(functional, lam_a, lam_b, clock))
 
 
 def _hermite(count: int):
@@ -198,10 +184,6 @@ class GridLaw:
 
     def expect(self, function) -> float:
         return float(self.weights @ function(self.nodes))
-
-    def density(self) -> np.ndarray:
-        """The density at the nodes (weight per unit length)."""
-        return self.weights / self.spacing
 
 
 def deposit(points, weights, low, spacing, nodes, degree):
@@ -395,8 +377,6 @@ def exact_weak_table(
     `seeds.solvers.sample`) on the 1-d `problem` (a name of LINE_PROBLEMS or a problem object) for each step
     count, and the weak order fitted to the smoothed L1 distance and to every test function. The resolution
     defaults to default_resolution."""
-    from seeds.experiments.problems.lines import LINE_PROBLEMS
-
     line = LINE_PROBLEMS[problem] if isinstance(problem, str) else problem
     exact = exact_expectations(line, sigma_min)
     solver_options = dict(options)
@@ -468,8 +448,6 @@ def run_exact_weak_cell(cell: ExactWeakCell) -> dict:
             cell.independent_stages,
             **dict(cell.options),
         )
-
-    from seeds.experiments.problems.lines import LINE_PROBLEMS
 
     solver = make_method(cell.method, **dict(cell.options))
     resolution = default_resolution(solver, LINE_PROBLEMS[cell.problem])
