@@ -221,14 +221,9 @@ TRAIN_BASE_CHANNELS = 16
 
 EXACT_WEAK_PROBLEMS = ("overlapping", "separated", "logistic")
 EXACT_WEAK_STEPS = tuple(2**k for k in range(2, 11))
-# (problem, grid, step counts) of the table; the logistic law's quadrature denoiser makes a SEEDS-3 step on
-# it cost about a second, so it runs on the lambda grid up to 256 steps
-EXACT_WEAK_COLUMNS = (
-    ("overlapping", "lambda", EXACT_WEAK_STEPS),
-    ("overlapping", "edm", EXACT_WEAK_STEPS),
-    ("separated", "lambda", EXACT_WEAK_STEPS),
-    ("separated", "edm", EXACT_WEAK_STEPS),
-    ("logistic", "lambda", EXACT_WEAK_STEPS[:7]),
+# (problem, grid, step counts) of the table
+EXACT_WEAK_COLUMNS = tuple(
+    (problem, grid, EXACT_WEAK_STEPS) for problem in EXACT_WEAK_PROBLEMS for grid in ("lambda", "edm")
 )
 # every one-step method (a multistep method's chain is not Markov in x alone), each parameterisation and
 # variant; EDM churn with the settings of the learned-model comparisons
@@ -243,12 +238,20 @@ EXACT_WEAK_METHODS = (
     + [(f"dpm-solver{plus}-{order}", ()) for plus in ("", "++") for order in (1, 2, 3)]
     + [("ddim", ()), ("edm-heun", ()), EDM_CHURN]
 )
-# the accuracy check: these cells are recomputed at twice the grid nodes and more quadrature nodes
-EXACT_WEAK_REFINED = [(f"seeds-{order}", (("prediction", "data"),)) for order in (1, 2, 3)]
+# the accuracy check: these (problem, method) cells are recomputed at the refined resolution (twice the grid
+# nodes, more quadrature nodes, more panels) at these step counts on the lambda grid: every method on the
+# mixtures; on the logistic law, whose grid is resolved alike, the SEEDS data methods, the first-order
+# baseline and an ODE method
 EXACT_WEAK_REFINED_STEPS = (1024,)
-# deterministic chains (transported weights, no noise) are the hardest to resolve: checked at 64 and 256 steps
-EXACT_WEAK_REFINED_ODE = [("dpm-solver-3", ()), ("dpm-solver++-2", ())]
-EXACT_WEAK_REFINED_ODE_STEPS = (64, 256)
+EXACT_WEAK_REFINED = [
+    (problem, method, options)
+    for problem in ("overlapping", "separated")
+    for method, options in EXACT_WEAK_METHODS
+] + [
+    ("logistic", method, options)
+    for method, options in [(f"seeds-{order}", (("prediction", "data"),)) for order in (1, 2, 3)]
+    + [("euler-maruyama", ()), ("dpm-solver-3", ())]
+]
 # the planted mistake: SEEDS-2 and SEEDS-3 with stage noises independent of the final noise
 EXACT_WEAK_PLANTED = [("seeds-2", (("prediction", "data"),)), ("seeds-3", (("prediction", "data"),))]
 # the main job's exact-weak figure: the SEEDS methods and the planted mistake on the overlapping mixture

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seeds.experiments.problems.lines import LINE_PROBLEMS
+from seeds.experiments.problems.lines import LINE_PROBLEMS, lagrange_stencils
 from seeds.experiments.results import cell_key
 from seeds.experiments.verification.exact_linear import NoisePiece, PieceNoise
 from seeds.solvers import CHOOSE_PREDICTION, make_method, noise_levels
@@ -46,19 +46,32 @@ class MultistepNotSupported(ValueError):
 
 @dataclass(frozen=True)
 class Resolution:
-    """How finely the law is held: grid nodes, interpolation degree, Gauss-Hermite nodes per stage piece
-    and for the final Gaussian, and the relative weight below which a point counts as outside the law."""
+    """How finely the law is held. A chain that draws noise: grid nodes, interpolation degree, Gauss-Hermite
+    nodes per stage piece and for the final Gaussian, and the relative weight below which a point counts as
+    outside the law. A deterministic chain: the initial panels of the start law, Gauss-Legendre nodes per
+    panel, and the tolerance of the adaptive panel splitting (`transport`)."""
 
     nodes: int = 801
     degree: int = 5
     stage_nodes: int = 6
     final_nodes: int = 20
     negligible: float = 1e-18
+    panels: int = 64
+    panel_nodes: int = 16
+    tolerance: float = 1e-14
 
     def refined(self) -> Resolution:
-        """Grid spacing halved and more quadrature nodes: the check that the result is resolved."""
+        """Grid spacing halved, more quadrature nodes, more panels and a smaller splitting tolerance: the
+        check that the result is resolved."""
         return Resolution(
-            2 * self.nodes - 1, self.degree, self.stage_nodes + 4, self.final_nodes + 8, self.negligible
+            2 * self.nodes - 1,
+            self.degree,
+            self.stage_nodes + 4,
+            self.final_nodes + 8,
+            self.negligible,
+            2 * self.panels,
+            self.panel_nodes + 8,
+            self.tolerance / 10,
         )
 
 
@@ -118,7 +131,7 @@ class StepMap:
     def __call__(self, x_nodes: np.ndarray, lam_s: float, lam_t: float, stage_nodes: int):
         """(G of shape (nodes, Q), Q quadrature weights, the std |c| of the final Gaussian)."""
         recorder = QuadratureNoise(1, independent_stages=self.independent_stages)
-        self._run(torch.zeros(1, 1, dtype=torch.float64), lam_s, lam_t, recorder, count=False)
+        self.dry_run(lam_s, lam_t, recorder)
         stage = sorted(recorder.stage_pieces)
         final = [p for p in range(len(recorder.pieces)) if p not in recorder.stage_pieces]
         if len(stage) > 2:
@@ -153,6 +166,10 @@ class StepMap:
         spread = math.sqrt(sum((out[count * points + 1 + j] - reference) ** 2 for j in range(len(final))))
         return out[: count * points].reshape(count, points), stage_weights, spread
 
+    def dry_run(self, lam_s, lam_t, recorder: QuadratureNoise):
+        """One step of a single element with every piece 0, uncounted: `recorder` learns the pieces."""
+        self._run(torch.zeros(1, 1, dtype=torch.float64), lam_s, lam_t, recorder, count=False)
+
     def _run(self, x, lam_s, lam_t, noise, count):
         evaluator = ModelEvaluator(self.denoiser, self.method.prediction, self.sigma_data)
 
@@ -186,20 +203,27 @@ class GridLaw:
         return float(self.weights @ function(self.nodes))
 
 
+@dataclass
+class PointLaw:
+    """E f(X) = sum_i weights[i] f(nodes[i]): a deterministic chain's law as the images of quadrature nodes
+    of its start law."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+
+    def expect(self, function) -> float:
+        return float(self.weights @ function(self.nodes))
+
+
 def deposit(points, weights, low, spacing, nodes, degree):
     """Grid weights nu_j = sum_p weights[p] l_j(points[p]) for the local Lagrange basis l_j of `degree` on the
     grid; points outside the grid are dropped (the window is chosen so that their weight is negligible)."""
     position = (points - low) / spacing
     inside = (position >= 0) & (position <= nodes - 1)
     position, weights = position[inside], weights[inside]
-    first = np.clip(np.floor(position).astype(np.int64) - (degree - 1) // 2, 0, nodes - 1 - degree)
-    local = position - first
+    first, bases = lagrange_stencils(position, nodes, degree)
     total = np.zeros(nodes)
-    for k in range(degree + 1):
-        basis = np.ones_like(local)
-        for m in range(degree + 1):
-            if m != k:
-                basis *= (local - m) / (k - m)
+    for k, basis in enumerate(bases):
         total += np.bincount(first + k, weights=weights * basis, minlength=nodes)
     return total
 
@@ -225,24 +249,39 @@ def start_law(problem, sigma_max, resolution: Resolution) -> GridLaw:
     return GridLaw(low, spacing, np.exp(problem.log_density(nodes, sigma_max)) * spacing)
 
 
-def default_resolution(method, problem) -> Resolution:
-    """The problem's grid nodes for a method that draws noise; its (finer) transport nodes for a deterministic
-    chain, whose weights are only moved from grid to grid, never smoothed by noise."""
-    return Resolution(nodes=problem.grid_nodes if method.stochastic else problem.transport_nodes)
-
-
-def propagate(method, problem, sigmas, resolution: Resolution | None = None, independent_stages=False):
-    """The law of `method`'s output on `problem`, run from the exact marginal at sigmas[0] to sigmas[-1]; the
-    resolution defaults to default_resolution(method, problem)."""
+def _check_levels(method, sigmas) -> list[float]:
     if getattr(method, "multistep", False):
         raise MultistepNotSupported(
             f"{method.id} carries the previous model output between steps, so its chain is Markov in "
             "(x_k, x_(k-1)), not in x_k: its law is not propagated on a 1-d grid"
         )
-    resolution = resolution or default_resolution(method, problem)
     levels = [float(s) for s in sigmas]
     if any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] <= 0:
         raise ValueError("sigmas must decrease strictly and end at a positive level")
+    return levels
+
+
+def draws_noise(method, problem, sigmas) -> bool:
+    """Whether any step of `method` over `sigmas` draws a noise piece (EDM churn draws only inside its
+    sigma range, a SEEDS method with eta = 0 never)."""
+    step = StepMap(method, problem.denoiser, problem.sigma_data)
+    step.state = method.init(torch.zeros(1, 1, dtype=torch.float64), torch.tensor(sigmas))
+    for sigma_s, sigma_t in zip(sigmas[:-1], sigmas[1:]):
+        recorder = QuadratureNoise(1)
+        step.dry_run(-math.log(sigma_s), -math.log(sigma_t), recorder)
+        if recorder.pieces:
+            return True
+    return False
+
+
+def propagate(method, problem, sigmas, resolution: Resolution | None = None, independent_stages=False):
+    """The law of `method`'s output on `problem`, run from the exact marginal at sigmas[0] to sigmas[-1], and
+    the model evaluations of one sample: on a grid (`GridLaw`) if the chain draws noise, else as transported
+    quadrature nodes (`PointLaw`, `transport`). The resolution defaults to the problem's grid nodes."""
+    levels = _check_levels(method, sigmas)
+    resolution = resolution or Resolution(nodes=problem.grid_nodes)
+    if not draws_noise(method, problem, levels):
+        return transport(method, problem, levels, resolution)
     law = start_law(problem, levels[0], resolution)
     step = StepMap(method, problem.denoiser, problem.sigma_data, independent_stages)
     step.state = method.init(torch.zeros(1, 1, dtype=torch.float64), torch.tensor(levels))
@@ -270,6 +309,78 @@ def propagate(method, problem, sigmas, resolution: Resolution | None = None, ind
             )
         law = GridLaw(low, spacing, weights)
     return law, step.evaluations
+
+
+# Each round of `transport` splits a panel that is not yet resolved into this many.
+SPLIT = 8
+ROUNDS = 40  # a bound on the rounds; a panel at the float64 resolution of its position counts as resolved
+MAX_PANELS = 20_000  # a bound on the panels one round splits (a resolved chain splits at most ~1000)
+
+
+def transport(method, problem, levels, resolution: Resolution):
+    """A deterministic chain's law: E g(X_N) = int p_0(x) g(Phi(x)) dx for the chain's map Phi, by composite
+    Gauss-Legendre in the start variable x over the start law's mean +- 12 std, adaptively.
+
+    A held grid cannot carry such a chain where two modes separate: there Phi is so steep (Phi' = p_0 / p_N,
+    with p_N ~ 1e-14 between the separated modes) that the backward functions u_k change over far less than
+    a grid spacing. Transported nodes see Phi only through its values. A panel is split into SPLIT panels,
+    round after round, until its children's estimates of every test function agree with its own to
+    `tolerance` and, unless its mass is below `tolerance`, its children's images span at most the smoothing
+    width (over which a panel's Gauss-Legendre nodes integrate the smoothing kernel far below the tolerance), so the
+    smoothed density is resolved too; at a near-jump of Phi the splitting stops once the panel's mass times
+    the jump is below `tolerance`."""
+    mean, std = problem.mean(), math.sqrt(problem.variance() + levels[0] ** 2)
+    reference, reference_weights = np.polynomial.legendre.leggauss(resolution.panel_nodes)
+    nfe = []
+
+    def images(edges):
+        """Nodes, images and weights p_0(x) dx of every panel [edges[:, 0], edges[:, 1]]: (panels, nodes)."""
+        half = 0.5 * (edges[:, 1] - edges[:, 0])[:, None]
+        nodes = 0.5 * (edges[:, 0] + edges[:, 1])[:, None] + half * reference
+        weights = half * reference_weights * np.exp(problem.log_density(nodes, levels[0]))
+        step = StepMap(method, problem.denoiser, problem.sigma_data)
+        step.state = method.init(torch.zeros(1, 1, dtype=torch.float64), torch.tensor(levels))
+        x = nodes.ravel()
+        for sigma_s, sigma_t in zip(levels[:-1], levels[1:]):
+            x = step(x, -math.log(sigma_s), -math.log(sigma_t), 1)[0][:, 0]
+        nfe.append(step.evaluations)
+        return x.reshape(nodes.shape), weights
+
+    def estimates(mapped, weights):
+        return np.stack([(weights * g(mapped)).sum(-1) for g in TEST_FUNCTIONS.values()], -1)
+
+    edges = np.linspace(mean - 12 * std, mean + 12 * std, resolution.panels + 1)
+    edges = np.stack([edges[:-1], edges[1:]], -1)
+    mapped, weights = images(edges)
+    accepted_images, accepted_weights = [], []
+    for _ in range(ROUNDS):
+        fractions = np.linspace(0.0, 1.0, SPLIT + 1)
+        low, width = edges[:, :1], edges[:, 1:] - edges[:, :1]
+        children = np.stack([low + width * fractions[:-1], low + width * fractions[1:]], -1).reshape(-1, 2)
+        child_images, child_weights = images(children)
+        split_images = child_images.reshape(len(edges), -1)
+        split_weights = child_weights.reshape(len(edges), -1)
+        difference = np.abs(estimates(mapped, weights) - estimates(split_images, split_weights)).max(-1)
+        span = (child_images.max(-1) - child_images.min(-1)).reshape(len(edges), SPLIT).max(-1)
+        mass = np.abs(split_weights).sum(-1)
+        at_float_resolution = width[:, 0] <= 64 * np.finfo(float).eps * np.abs(edges).max(-1)
+        resolved = (difference <= resolution.tolerance) & (
+            (span <= SMOOTHING) | (mass <= resolution.tolerance)
+        )
+        done = resolved | at_float_resolution
+        accepted_images.append(split_images[done].ravel())
+        accepted_weights.append(split_weights[done].ravel())
+        unresolved = np.repeat(~done, SPLIT)
+        if not unresolved.any():
+            break
+        if unresolved.sum() > MAX_PANELS:
+            raise RuntimeError(
+                f"{method.id}: the transported law is not resolved: {unresolved.sum()} panels still split"
+            )
+        edges, mapped, weights = children[unresolved], child_images[unresolved], child_weights[unresolved]
+    else:
+        raise RuntimeError(f"{method.id}: the transported law is not resolved after {ROUNDS} rounds")
+    return PointLaw(np.concatenate(accepted_images), np.concatenate(accepted_weights)), nfe[0]
 
 
 # ----------------------------------------------------------------------------------------- weak errors
@@ -305,19 +416,23 @@ def exact_expectations(problem, sigma_min) -> dict[str, float]:
 # The densities are compared after both laws are smoothed by N(0, SMOOTHING^2) (a tenth of the data's std):
 # the smoothed numerical density sum_i mu_i phi(y - x_i) is an expectation of a smooth function, as accurate
 # as the weak errors, and the smoothed exact law is the exact marginal at sqrt(sigma_min^2 + SMOOTHING^2).
-# Without it, the weights of a deterministic (ODE) chain carry grid-scale ripples of size ~1e-2 that no test
-# function of this smoothness sees.
+# Unsmoothed, a transported chain has no density, only its nodes' images, and a grid's weights carry
+# grid-scale ripples that no test function of this smoothness sees.
 SMOOTHING = 0.05
 
 
-def smoothed_l1(law: GridLaw, problem, sigma_min: float, points: int = 4001) -> float:
+def smoothed_l1(law, problem, sigma_min: float, points: int = 4001) -> float:
     """int |p_num * phi_h - p_exact * phi_h| on the law's window widened by 8 h (trapezoid rule)."""
-    low, high = law.low - 8 * SMOOTHING, law.nodes[-1] + 8 * SMOOTHING
+    low, high = law.nodes.min() - 8 * SMOOTHING, law.nodes.max() + 8 * SMOOTHING
     y = np.linspace(low, high, points)
-    kernel = np.exp(-0.5 * ((y[:, None] - law.nodes[None, :]) / SMOOTHING) ** 2) / (
-        SMOOTHING * math.sqrt(2 * math.pi)
+    numerical = np.concatenate(
+        [
+            np.exp(-0.5 * ((chunk[:, None] - law.nodes[None, :]) / SMOOTHING) ** 2)
+            / (SMOOTHING * math.sqrt(2 * math.pi))
+            @ law.weights
+            for chunk in np.array_split(y, max(1, len(y) * len(law.nodes) // 4_000_000))
+        ]
     )
-    numerical = kernel @ law.weights
     exact = np.exp(problem.log_density(y, math.hypot(sigma_min, SMOOTHING)))
     return float(np.abs(numerical - exact).sum() * (y[1] - y[0]))
 
@@ -343,10 +458,10 @@ def weak_errors(method, problem, sigmas, resolution=None, independent_stages=Fal
 
 # ------------------------------------------------------------------------------------------ the table
 
-# Step counts whose smoothed L1 distance is below this are not used to fit an order. At the default
-# resolution the distance of a noisy chain is resolved far below it; a deterministic (ODE) chain is the
-# hardest to resolve (docs/exact-weak.md, "Accuracy", says where it is and is not).
-L1_FLOOR = 1e-7
+# Step counts whose smoothed L1 distance is below this are not used to fit an order: several times the
+# largest change that refining the resolution makes to a distance (the logistic law's grid, whose spacing is
+# the coarsest against the smoothing width; docs/exact-weak.md, "Accuracy").
+L1_FLOOR = 1e-8
 FIT_POINTS = 3  # the fit uses the largest step counts that are resolved, this many
 
 
@@ -376,7 +491,7 @@ def exact_weak_table(
     """The `seeds exact-weak` result: exact weak errors of `method` (a METHODS name, options as for
     `seeds.solvers.sample`) on the 1-d `problem` (a name of LINE_PROBLEMS or a problem object) for each step
     count, and the weak order fitted to the smoothed L1 distance and to every test function. The resolution
-    defaults to default_resolution."""
+    defaults to the problem's grid nodes."""
     line = LINE_PROBLEMS[problem] if isinstance(problem, str) else problem
     exact = exact_expectations(line, sigma_min)
     solver_options = dict(options)
@@ -419,7 +534,7 @@ def exact_weak_table(
 @dataclass(frozen=True)
 class ExactWeakCell:
     """One exact-weak table: a method (name and sorted (option, value) pairs) on a 1-d problem and grid.
-    refined: also compute every step count at the refined resolution, the accuracy check."""
+    refined: at the refined resolution instead of the default one (the accuracy check)."""
 
     problem: str
     method: str
@@ -449,12 +564,8 @@ def run_exact_weak_cell(cell: ExactWeakCell) -> dict:
             **dict(cell.options),
         )
 
-    solver = make_method(cell.method, **dict(cell.options))
-    resolution = default_resolution(solver, LINE_PROBLEMS[cell.problem])
-    result = table(resolution)
-    if cell.refined:
-        finer = table(resolution.refined())
-        result["refined"] = {"l1": finer["l1"], "errors": finer["errors"]}
+    resolution = Resolution(nodes=LINE_PROBLEMS[cell.problem].grid_nodes)
+    result = table(resolution.refined() if cell.refined else resolution)
     return {**result, "label": _label(cell), "cell": cell.__dict__}
 
 

@@ -21,6 +21,7 @@ from seeds.experiments.verification.exact_weak import (
     L1_FLOOR,
     TEST_FUNCTIONS,
     MultistepNotSupported,
+    PointLaw,
     QuadratureNoise,
     Resolution,
     StepMap,
@@ -74,6 +75,23 @@ def test_logistic_denoiser_and_density_match_mpmath():
             assert law.log_density(np.array([x]), sigma)[0] == pytest.approx(float(log_density), abs=1e-12)
 
 
+@pytest.mark.parametrize("sigma", [0.002, 0.1, 0.27, 0.3, 2.0, 80.0])
+def test_tabulated_logistic_denoiser_equals_its_quadrature(sigma):
+    """A batch larger than `tabulate_above` is answered from an interpolated table; it matches the quadrature
+    (small batches, answered directly) to the table's tolerance, relative to max |D| + 1."""
+    law = LINE_PROBLEMS["logistic"]
+    width = 12 * max(sigma, 1.0)
+    x = torch.linspace(law.location - width, law.location + width, 3 * law.tabulate_above + 7)
+    x = x.to(torch.float64)[:, None]
+    levels = torch.full((len(x),), sigma, dtype=torch.float64)
+    tabulated = law.denoiser(x, levels)
+    direct = torch.cat(
+        [law.denoiser(part, levels[: len(part)]) for part in torch.split(x, law.tabulate_above)]
+    )
+    bound = law.table_tolerance * (1 + float(direct.abs().max()))
+    assert float((tabulated - direct).abs().max()) <= bound
+
+
 def test_line_mixture_equals_the_general_mixture():
     line = LINE_PROBLEMS["separated"]
     general = GaussianMixture(
@@ -104,7 +122,7 @@ def test_stage_and_final_pieces(method, options, pieces):
     step = StepMap(solver, LINE_PROBLEMS["overlapping"].denoiser, 0.5)
     step.state = solver.init(torch.zeros(1, 1), torch.tensor([10.0, 1.0]))
     recorder = QuadratureNoise(1)
-    step._run(torch.zeros(1, 1, dtype=torch.float64), -math.log(10.0), 0.0, recorder, count=False)
+    step.dry_run(-math.log(10.0), 0.0, recorder)
     stage = len(recorder.stage_pieces)
     assert (stage, len(recorder.pieces) - stage) == pieces
 
@@ -145,18 +163,24 @@ def test_gaussian_data_equals_the_exact_linear_analysis(method, options, steps):
         ("overlapping", "seeds-2", {"prediction": "data"}),
         ("separated", "seeds-3", {"prediction": "noise"}),
         ("logistic", "seeds-1", {"prediction": "edm"}),
+        ("separated", "dpm-solver++-2", {}),
+        ("logistic", "dpm-solver-3", {}),
     ],
 )
 def test_refining_the_resolution_changes_the_errors_by_less_than_a_thousandth(problem, method, options):
-    """Twice the grid nodes, more Gauss-Hermite nodes for the stage and the final noise: every weak error and
-    the smoothed L1 distance move by less than 1e-3 of themselves (the 1024-step check is in make exact-weak,
+    """Twice the grid nodes, more Gauss-Hermite nodes for the stage and the final noise (a noisy chain), or
+    twice the start panels, more Gauss-Legendre nodes and a tenth of the splitting tolerance (a transported
+    deterministic chain, here across the separated mixture's separatrix): every weak error and the smoothed
+    L1 distance move by less than 1e-3 of themselves (the 1024-step check is in make exact-weak,
     docs/exact-weak.md)."""
     line = LINE_PROBLEMS[problem]
     sigmas = noise_levels("lambda", 48, 0.002, 80.0)
     coarse = weak_errors(make_method(method, **options), line, sigmas)
     fine = weak_errors(make_method(method, **options), line, sigmas, Resolution().refined())
     for name in TEST_FUNCTIONS:
-        assert abs(fine.errors[name] - coarse.errors[name]) < 1e-3 * abs(coarse.errors[name])
+        # an error that vanishes by symmetry (E x on the logistic law) is round-off on both sides
+        bound = max(1e-3 * abs(coarse.errors[name]), 1e-12)
+        assert abs(fine.errors[name] - coarse.errors[name]) < bound
     assert abs(fine.l1 - coarse.l1) < 1e-3 * coarse.l1
 
 
@@ -167,6 +191,7 @@ def test_refining_the_resolution_changes_the_errors_by_less_than_a_thousandth(pr
         ("separated", "seeds-3", {"prediction": "noise"}, 8),
         ("logistic", "seeds-3", {"prediction": "edm"}, 5),
         ("separated", "edm-heun", {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0}, 6),
+        ("separated", "dpm-solver-2", {}, 8),
     ],
 )
 def test_monte_carlo_agrees_within_its_99_percent_interval(problem, method, options, steps):
@@ -222,6 +247,39 @@ def test_weak_order_on_the_overlapping_mixture(method, options):
     assert order_agrees(table), (table["order"], table["predicted"], table["l1"])
 
 
+# Pre-asymptotic at 512 steps (docs/exact-weak.md, "What it shows"): the order fitted over 128-512 steps is
+# more than 0.25 from the prediction. Strict: the test fails if the measurement changes.
+PRE_ASYMPTOTIC_AT_512 = {
+    ("separated", "seeds-3", "data"): "1.66 over 128-512 steps, 1.79 over 256-1024",
+    ("separated", "seeds-3", "edm"): "1.61 over 128-512 steps, 1.74 over 256-1024",
+    ("logistic", "seeds-2", "noise"): "1.58 over 128-512 steps, 1.85 over 256-1024",
+}
+
+
+def _nonlinear_order_cases():
+    for problem in ("separated", "logistic"):
+        for method, options in EXACT_WEAK_METHODS:
+            options = dict(options)
+            if options.get("s_churn", 0) > 0:
+                continue
+            finding = PRE_ASYMPTOTIC_AT_512.get((problem, method, options.get("prediction")))
+            if finding is not None and "variant" not in options:
+                marks = pytest.mark.xfail(strict=True, reason=f"pre-asymptotic: {finding}")
+            else:
+                marks = ()
+            label = "-".join([problem, method, *map(str, options.values())])
+            yield pytest.param(problem, method, options, marks=marks, id=label)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem, method, options", _nonlinear_order_cases())
+def test_weak_order_on_the_separated_and_logistic_problems(problem, method, options):
+    """The same check on the separated mixture and the logistic law, 16-512 steps (about 10 minutes on two
+    cores: `make test-slow`)."""
+    table = exact_weak_table(method, problem, ORDER_STEPS, **options)
+    assert order_agrees(table), (table["order"], table["predicted"], table["l1"])
+
+
 def test_the_order_check_rejects_independent_stage_noises():
     """The planted mistake: SEEDS-2's stage noise drawn independently of its final noise (each with the right
     variance) is weak order 1, and the check above fails on it."""
@@ -233,13 +291,32 @@ def test_the_order_check_rejects_independent_stage_noises():
 
 
 def test_l1_floor_is_above_the_resolution():
-    """The fit ignores distances below L1_FLOOR, five times the largest change that refining the resolution
-    makes to the distance (an order-3 ODE method, whose deterministic chain is the hardest to resolve)."""
-    line = LINE_PROBLEMS["overlapping"]
-    sigmas = noise_levels("lambda", 32, 0.002, 80.0)
-    coarse = weak_errors(make_method("dpm-solver-3"), line, sigmas)
-    fine = weak_errors(make_method("dpm-solver-3"), line, sigmas, Resolution().refined())
+    """The fit ignores distances below L1_FLOOR, at least five times the change that refining the resolution
+    makes to a distance near it (the logistic law, whose grid spacing is the coarsest against the smoothing
+    width; a distance of ~1e-4 moves by ~1e-9, docs/exact-weak.md)."""
+    line = LINE_PROBLEMS["logistic"]
+    sigmas = noise_levels("lambda", 128, 0.002, 80.0)
+    coarse = weak_errors(make_method("seeds-2", prediction="edm"), line, sigmas)
+    fine = weak_errors(make_method("seeds-2", prediction="edm"), line, sigmas, Resolution().refined())
+    assert coarse.l1 < 1e-3
     assert abs(fine.l1 - coarse.l1) < L1_FLOOR / 5
+
+
+@pytest.mark.parametrize(
+    "method, options, transported",
+    [
+        ("dpm-solver-2", {}, True),
+        ("seeds-2", {"prediction": "noise", "eta": 0.0}, True),
+        ("seeds-2", {"prediction": "noise"}, False),
+        # churn inside its sigma range only: the chain draws noise on the middle steps
+        ("edm-heun", {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0}, False),
+    ],
+)
+def test_deterministic_chains_are_transported(method, options, transported):
+    law, _ = propagate(
+        make_method(method, **options), LINE_PROBLEMS["overlapping"], noise_levels("lambda", 6, 0.002, 80.0)
+    )
+    assert isinstance(law, PointLaw) == transported
 
 
 def test_multistep_methods_are_refused():
