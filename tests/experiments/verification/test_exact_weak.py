@@ -274,8 +274,8 @@ def _nonlinear_order_cases():
 @pytest.mark.slow
 @pytest.mark.parametrize("problem, method, options", _nonlinear_order_cases())
 def test_weak_order_on_the_separated_and_logistic_problems(problem, method, options):
-    """The same check on the separated mixture and the logistic law, 16-512 steps (about 10 minutes on two
-    cores: `make test-slow`)."""
+    """The same check on the separated mixture and the logistic law, 16-512 steps (`make test-slow`: too slow
+    for `make test`)."""
     table = exact_weak_table(method, problem, ORDER_STEPS, **options)
     assert order_agrees(table), (table["order"], table["predicted"], table["l1"])
 
