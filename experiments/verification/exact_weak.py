@@ -239,11 +239,16 @@ def _window(points, weights, spread, resolution):
     return low, (high - low) / (resolution.nodes - 1)
 
 
+def start_window(problem, sigma_max) -> tuple[float, float]:
+    """Where the exact marginal at sigma_max is held: its mean +- 12 std."""
+    mean, std = problem.mean(), math.sqrt(problem.variance() + sigma_max**2)
+    return mean - 12 * std, mean + 12 * std
+
+
 def start_law(problem, sigma_max, resolution: Resolution) -> GridLaw:
     """The exact marginal at sigma_max on a grid: weights p(x_i) dx (the trapezoid rule, spectrally
     accurate for a smooth density on a grid this fine)."""
-    mean, std = problem.mean(), math.sqrt(problem.variance() + sigma_max**2)
-    low, high = mean - 12 * std, mean + 12 * std
+    low, high = start_window(problem, sigma_max)
     spacing = (high - low) / (resolution.nodes - 1)
     nodes = low + spacing * np.arange(resolution.nodes)
     return GridLaw(low, spacing, np.exp(problem.log_density(nodes, sigma_max)) * spacing)
@@ -319,17 +324,16 @@ MAX_PANELS = 20_000  # a bound on the panels one round splits (a resolved chain 
 
 def transport(method, problem, levels, resolution: Resolution):
     """A deterministic chain's law: E g(X_N) = int p_0(x) g(Phi(x)) dx for the chain's map Phi, by composite
-    Gauss-Legendre in the start variable x over the start law's mean +- 12 std, adaptively.
+    Gauss-Legendre in the start variable x over the start window, adaptively.
 
     A held grid cannot carry such a chain where two modes separate: there Phi is so steep (Phi' = p_0 / p_N,
     with p_N ~ 1e-14 between the separated modes) that the backward functions u_k change over far less than
     a grid spacing. Transported nodes see Phi only through its values. A panel is split into SPLIT panels,
     round after round, until its children's estimates of every test function agree with its own to
     `tolerance` and, unless its mass is below `tolerance`, its children's images span at most the smoothing
-    width (over which a panel's Gauss-Legendre nodes integrate the smoothing kernel far below the tolerance), so the
-    smoothed density is resolved too; at a near-jump of Phi the splitting stops once the panel's mass times
-    the jump is below `tolerance`."""
-    mean, std = problem.mean(), math.sqrt(problem.variance() + levels[0] ** 2)
+    width (over which a panel's Gauss-Legendre nodes integrate the smoothing kernel far below the
+    tolerance), so the smoothed density is resolved too; at a near-jump of Phi the splitting stops once the
+    panel's mass times the jump is below `tolerance`."""
     reference, reference_weights = np.polynomial.legendre.leggauss(resolution.panel_nodes)
     nfe = []
 
@@ -349,7 +353,7 @@ def transport(method, problem, levels, resolution: Resolution):
     def estimates(mapped, weights):
         return np.stack([(weights * g(mapped)).sum(-1) for g in TEST_FUNCTIONS.values()], -1)
 
-    edges = np.linspace(mean - 12 * std, mean + 12 * std, resolution.panels + 1)
+    edges = np.linspace(*start_window(problem, levels[0]), resolution.panels + 1)
     edges = np.stack([edges[:-1], edges[1:]], -1)
     mapped, weights = images(edges)
     accepted_images, accepted_weights = [], []
