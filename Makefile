@@ -41,7 +41,7 @@ convergence-plots: $(SETUP)
 weak-ring: $(SETUP)
 	$(VENV)/bin/seeds weak-ring
 
-# exact weak orders of every one-step method on the 1-d problems (~55 minutes on 2 cores)
+# exact weak orders of every one-step method on the 1-d problems (~70 minutes on 2 cores)
 exact-weak: $(SETUP)
 	$(VENV)/bin/seeds exact-weak-table
 

@@ -588,7 +588,7 @@ def _exact_weak_table_command(subparsers):
         help="exact weak orders of every one-step method on the 1-d problems: results/exact_weak.{json,md}",
         description="Run (or resume) the exact-weak cells (every one-step method, the three 1-d problems, "
         "lambda and EDM grids, 4 to 1024 steps, the refinement checks and the planted mistake) and write "
-        "results/exact_weak.{json,md} and figures/exact_weak.{png,pdf}. About 55 minutes on 2 cores.",
+        "results/exact_weak.{json,md} and figures/exact_weak.{png,pdf}. About 70 minutes on 2 cores.",
     )
     parser.add_argument("--results", type=Path, default=config.RESULTS, help="folder of the result files")
     parser.add_argument("--figures", type=Path, default=config.FIGURES, help="folder of the figures")

@@ -166,6 +166,14 @@ class StepMap:
         spread = math.sqrt(sum((out[count * points + 1 + j] - reference) ** 2 for j in range(len(final))))
         return out[: count * points].reshape(count, points), stage_weights, spread
 
+    def deterministic(self, x_nodes: np.ndarray, lam_s: float, lam_t: float) -> np.ndarray:
+        """One step on the nodes x of a chain that draws no noise (`draws_noise`): no dry run, no quadrature."""
+        noise = QuadratureNoise(len(x_nodes))
+        out = self._run(torch.from_numpy(x_nodes)[:, None], lam_s, lam_t, noise, count=True)
+        if noise.pieces:
+            raise RuntimeError(f"{self.method.id} drew noise in a step taken as deterministic")
+        return out[:, 0].numpy()
+
     def dry_run(self, lam_s, lam_t, recorder: QuadratureNoise):
         """One step of a single element with every piece 0, uncounted: `recorder` learns the pieces."""
         self._run(torch.zeros(1, 1, dtype=torch.float64), lam_s, lam_t, recorder, count=False)
@@ -346,7 +354,7 @@ def transport(method, problem, levels, resolution: Resolution):
         step.state = method.init(torch.zeros(1, 1, dtype=torch.float64), torch.tensor(levels))
         x = nodes.ravel()
         for sigma_s, sigma_t in zip(levels[:-1], levels[1:]):
-            x = step(x, -math.log(sigma_s), -math.log(sigma_t), 1)[0][:, 0]
+            x = step.deterministic(x, -math.log(sigma_s), -math.log(sigma_t))
         nfe.append(step.evaluations)
         return x.reshape(nodes.shape), weights
 
