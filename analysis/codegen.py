@@ -266,6 +266,36 @@ def parameterisation_records(prefix: str) -> list[GeneratedFunction]:
     ]
 
 
+def time_integral_records(prefix: str) -> list[GeneratedFunction]:
+    """The pieces of ESRA's time-integral stage noise e^{rate nu_t} (A(t) dK - dR) (docs/esra.md)."""
+    name, eta_value, kind = PARAMETERISATION_VARIANTS[prefix]
+    solution = exact.exact_solution(name, eta_value)
+    parameter = eta_value if kind == ETA else exact.sigma_data
+    lam = exact.lam
+    arguments = ((lam, LOG_SNR), (parameter, kind))
+    where = f"parameterisation {name}, eta = {eta_value}"
+    scale = sp.simplify(sp.exp(solution.rate * solution.kernel_variable))
+    return [
+        GeneratedFunction(
+            f"{prefix}_time_integral_antiderivative",
+            arguments,
+            solution.time_integral_antiderivative,
+            solution.time_integral_antiderivative,
+            f"A(lambda), A' = model kernel * noise_scale: the stage noise's weight on dK ({where}).",
+        ),
+        GeneratedFunction(
+            f"{prefix}_time_integral_scale",
+            arguments,
+            scale,
+            scale,
+            f"e^(rate nu(lambda)), at lambda_t the factor of A(t) dK - dR in the stage noise ({where}).",
+        ),
+    ]
+
+
+# ESRA runs in these parameterisations (the EDM ODE has no noise to integrate)
+TIME_INTEGRAL_VARIANTS = ("noise", "data", "edm")
+
 # ----------------------------------------------------------------------------------------- scheme weights
 
 
@@ -299,6 +329,8 @@ def all_records() -> tuple[GeneratedFunction, ...]:
     records = phi_records()
     for prefix in PARAMETERISATION_VARIANTS:
         records += parameterisation_records(prefix)
+    for prefix in TIME_INTEGRAL_VARIANTS:
+        records += time_integral_records(prefix)
     for name in schemes.SCHEMES:
         records += scheme_records(name)
     return tuple(records)
@@ -327,6 +359,14 @@ def _scheme_table() -> str:
         )
         lines.append(f"    {name!r}: lambda {arguments}: ({stages},),")
     lines.append("}")
+    lines.append(
+        "# Per scheme: the noise each stage adds ('increment' or 'time-integral', analysis.schemes.Stage)."
+    )
+    noises = ", ".join(
+        f"{name!r}: {tuple(stage.noise for stage in scheme.stages)!r}"
+        for name, scheme in schemes.SCHEMES.items()
+    )
+    lines.append(f"SCHEME_STAGE_NOISES = {{{noises}}}")
     parameter_names = ", ".join(
         f"{name!r}: {tuple(str(symbol) for symbol in scheme.parameters)!r}"
         for name, scheme in schemes.SCHEMES.items()
@@ -358,7 +398,8 @@ def _method_table() -> str:
     lines = [
         "# Every method, declared once in seeds.analysis.methods, with its predicted orders (seeds.analysis.orders):",
         "# global strong and weak orders and the local error powers p1, p2, q2; None where the one-step expansion",
-        "# has no model of the method.",
+        "# has no model of the method. nonlinear_orders: the orders with a nonlinear model output",
+        "# (seeds.analysis.nonlinear), for the singlestep exponential SDE methods; None for the others.",
         "METHOD_TABLE = {",
     ]
     for row in methods.METHODS.values():
@@ -368,6 +409,7 @@ def _method_table() -> str:
             if row.id in orders.METHODS
             else None
         )
+        fields["nonlinear_orders"] = orders.nonlinear_predicted_orders().get(row.id)
         lines.append(f"    {row.id!r}: {_literal(fields)},")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -380,7 +422,7 @@ def generate() -> str:
         f'"""\n\n'
         "import math  # noqa: F401  (printed expressions may use math.e / math.pi)\n\n"
         "from seeds.solvers._backend import (  # noqa: F401\n"
-        "    absolute,\n    atan,\n    elementwise,\n    exp,\n    expm1,\n    log,\n    log1p,\n"
+        "    absolute,\n    asinh,\n    atan,\n    elementwise,\n    exp,\n    expm1,\n    log,\n    log1p,\n"
         "    sqrt,\n    tan,\n    where,\n)\n\n\n"
     )
     blocks = [_phi_source(k) for k in phi.PHI_ORDERS]

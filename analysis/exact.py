@@ -24,6 +24,8 @@ sigma_data = sp.Symbol("sigma_data", positive=True)
 eta = sp.Symbol("eta", nonnegative=True)
 
 PARAMETERISATIONS = ("noise", "data", "edm")
+# lambda = -20 is sigma = 4.9e8, beyond every noise level in use (`ExactSolution.time_integral_antiderivative`)
+TIME_INTEGRAL_ANCHOR = 20
 
 
 def vs(x):
@@ -101,6 +103,25 @@ class ExactSolution:
         """int_{lambda_s}^{lambda_t} Phi(t, l) b(l) m(l) dl, as an unevaluated integral."""
         integrand = self.model_scale.subs(lam, lam_t) * self.kernel.subs(lam, u) * model(u)
         return sp.Integral(integrand, (u, lam_s, lam_t))
+
+    @functools.cached_property
+    def time_integral_antiderivative(self) -> sp.Expr:
+        """A(lambda) with A' = kernel * noise_scale: the model term's noise dependence through K.
+
+        Inside a step the state's noise is noise_scale(l) (K_l - K_s), so to first order in the model's
+        slope m_x the model term carries m_x int_s^t kernel(l) noise_scale(l) (K_l - K_s) dl (times
+        model_scale(t)). Exchanging the integrals, that is m_x (A(t) (K_t - K_s) - (R_t - R_s)) with
+        R = int noise_kernel A dB: one more Brownian functional (docs/esra.md). A is fixed up to a constant,
+        which cancels in A(t) dK - dR. sympy's antiderivative is kept unless it vanishes at a finite lambda
+        (data prediction: A = (1 + eta^2) lambda); then A is anchored at lambda = -TIME_INTEGRAL_ANCHOR,
+        beyond every noise level in use, so that R's kernel keeps one sign over a path's range (a kernel
+        through zero has an unbounded relative rate, which the Brownian tree's Legendre check refuses).
+        """
+        integrand = _in_v(self.kernel * self.noise_scale) / v
+        antiderivative = sp.simplify(-_in_lambda(sp.integrate(integrand, v)))
+        if sp.solveset(antiderivative, lam, sp.S.Reals) != sp.S.EmptySet:
+            antiderivative = sp.factor(antiderivative - antiderivative.subs(lam, -TIME_INTEGRAL_ANCHOR))
+        return antiderivative
 
     def noise_variance(self) -> sp.Expr:
         """int_{lambda_s}^{lambda_t} (Phi(t, u) g(u))^2 du in closed form."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from seeds.analysis.exact import PARAMETERISATIONS
+from seeds.analysis.nonlinear import esra_stage_fraction
 
 # the solver classes of seeds.solvers.methods, by kind
 EXPONENTIAL, EULER_MARUYAMA, DDIM, EDM_HEUN = "exponential", "euler-maruyama", "ddim", "edm-heun"
@@ -82,6 +83,26 @@ def _seeds_rows() -> list[MethodRow]:
     return rows
 
 
+def _esra_rows() -> list[MethodRow]:
+    """ESRA (docs/esra.md) in each parameterisation, at the stage fraction the Ito condition fixes."""
+    fraction = (esra_stage_fraction(),)
+    return [
+        MethodRow(
+            f"esra/{prediction}",
+            "esra",
+            EXPONENTIAL,
+            prediction,
+            1,
+            2,
+            True,
+            "esra",
+            fraction,
+            (("prediction", prediction),),
+        )
+        for prediction in PARAMETERISATIONS
+    ]
+
+
 def _exponential(name: str, prediction: str, eta: int, scheme: str, nfe: int, fractions=()) -> MethodRow:
     return MethodRow(name, name, EXPONENTIAL, prediction, eta, nfe, eta > 0, scheme, fractions)
 
@@ -130,4 +151,4 @@ def _baseline_rows() -> list[MethodRow]:
     ]
 
 
-METHODS: dict[str, MethodRow] = {row.id: row for row in _seeds_rows() + _baseline_rows()}
+METHODS: dict[str, MethodRow] = {row.id: row for row in _seeds_rows() + _esra_rows() + _baseline_rows()}

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from seeds.analysis import exact, phi, schemes
+from seeds.analysis import exact, nonlinear, phi, schemes
 from seeds.analysis import methods as method_table
 from seeds.analysis.exact import lam, lam_s, lam_t, sigma_data
 from seeds.analysis.schemes import Scheme
@@ -174,7 +174,7 @@ class Series:
 
     def over_step(self) -> Series:
         """self / h, for a series without constant term (one term of accuracy is lost)."""
-        if any(i == 0 and value != 0 for (i, _), value in self.terms.items()):
+        if any(i == 0 and abs(value) > _ZERO for (i, _), value in self.terms.items()):
             raise ZeroDivisionError("dividing a series with a constant term by h")
         return Series({(i - 1, j): value for (i, j), value in self.terms.items() if i > 0}, self.order - 1)
 
@@ -231,6 +231,8 @@ def expand(expression: sp.Expr, values: dict, order: int) -> Series:
         return arguments[0].log()
     if isinstance(expression, sp.atan):
         return arguments[0].atan()
+    if isinstance(expression, sp.asinh):  # log(a + sqrt(a^2 + 1))
+        return (arguments[0] + (arguments[0] * arguments[0] + 1).power(_mp.mpf(1) / 2)).log()
     if expression.func in _PHI_ORDER:
         return arguments[0].phi(_PHI_ORDER[expression.func])
     raise NotImplementedError(f"no series rule for {expression.func} in {expression}")
@@ -268,12 +270,14 @@ def exact_transition(eta: int, start=lam, end=lam_t) -> sp.Expr:
 
 @dataclass(frozen=True)
 class NoiseSource:
-    """int_start^end kernel(lambda) dB_lambda on the Brownian motion `path`; start and end are nodes."""
+    """int_start^end kernel(lambda) dB_lambda on the Brownian motion `path`; start and end are nodes. With
+    over_step the kernel is divided by h (a kernel that vanishes with h, e.g. A(lambda_t) - A(lambda))."""
 
     kernel: sp.Expr
     start: object
     end: object
     path: str = "shared"
+    over_step: bool = False
 
 
 @dataclass
@@ -398,17 +402,34 @@ class ExponentialMethod:
                     (Series.constant(1, order), model), (slope, models[node]), (-slope, models[0])
                 )
             path = f"stage {index}" if self.independent_stage_noise and fraction != 1 else "shared"
-            noise = NoiseSource(solution.noise_kernel, 0, fraction, path)
-            state = _combine(
-                (linear, start),
-                (at(step_scale, fraction), model),
-                (at(solution.noise_scale, fraction), {noise: Series.constant(1, order)}),
-            )
+            last = index == len(self.scheme.stages) - 1
+            if stage.noise == "time-integral" and not last:
+                noise_term = self._time_integral_noise(solution, scheme_weights[-1][1], weight_values, path)
+            else:
+                noise = NoiseSource(solution.noise_kernel, 0, fraction, path)
+                noise_term = (at(solution.noise_scale, fraction), {noise: Series.constant(1, order)})
+            state = _combine((linear, start), (at(step_scale, fraction), model), noise_term)
             models[fraction] = _combine((at(gain, fraction), state))
 
         exact_solution = _exact_step(self.eta, point, order, exact_start, offsets.get(exact_start))
         nodes = {fraction: offset.over_step() for fraction, offset in offsets.items()}
         return OneStep(numerical=state, exact=exact_solution, nodes=nodes)
+
+    @staticmethod
+    def _time_integral_noise(solution, final_slope_weight, weight_values, path):
+        """(1, {source: coefficient}) for the stage noise e^{rate nu_t} (A(t) dK - dR) / w over the step, w the
+        last stage's slope weight (docs/esra.md): the kernel e^{rate nu_t} (A(lambda_t) - A(u)) k_K(u) / h
+        times the coefficient (w / h)^{-1}."""
+        order = weight_values[lam_t].order
+        antiderivative = solution.time_integral_antiderivative
+        kernel = (
+            sp.exp(solution.rate * solution.kernel_variable.subs(lam, lam_t))
+            * (antiderivative.subs(lam, lam_t) - antiderivative)
+            * solution.noise_kernel
+        )
+        weight = expand(final_slope_weight, weight_values, order).over_step()
+        source = NoiseSource(kernel, 0, 1, path, over_step=True)
+        return Series.constant(1, order), {source: weight.power(-1)}
 
 
 @dataclass(frozen=True)
@@ -471,7 +492,9 @@ def noise_errors(one_step: OneStep, point: TestPoint, order: int) -> tuple[Serie
 
     def kernel(source: NoiseSource) -> Series:
         if source.kernel not in kernels:
-            kernels[source.kernel] = expand(source.kernel, kernel_values, order)
+            kernels[source.kernel] = expand(source.kernel, kernel_values, order + source.over_step)
+            if source.over_step:
+                kernels[source.kernel] = kernels[source.kernel].over_step()
         return kernels[source.kernel]
 
     sources = [key for key in (*one_step.numerical, *one_step.exact) if key != "x" and key.kernel != 0]
@@ -604,3 +627,28 @@ def _predicted_orders() -> dict[str, dict[str, float]]:
 def predicted_orders() -> dict[str, dict[str, float]]:
     """Global strong and weak orders per method id, predicted from the one-step expansion."""
     return {method_id: dict(orders) for method_id, orders in _predicted_orders().items()}
+
+
+def _nonlinear_analysed(row: method_table.MethodRow) -> bool:
+    """Whether analysis.nonlinear models the row: a singlestep exponential scheme with noise."""
+    return row.kind == method_table.EXPONENTIAL and row.eta != 0 and not schemes.SCHEMES[row.scheme].multistep
+
+
+@functools.cache
+def _nonlinear_predicted_orders() -> dict[str, dict[str, float]]:
+    predictions = {}
+    for row in method_table.METHODS.values():
+        if row.id not in METHODS or not _nonlinear_analysed(row):
+            continue
+        linear = method_local_orders(METHODS[row.id])
+        frozen = nonlinear.nonlinear_local_orders(row.scheme, row.fractions)
+        local = LocalOrders(min(linear.p1, frozen.p1), min(linear.p2, frozen.p2), min(linear.q2, frozen.q2))
+        predictions[row.id] = global_orders(local, stochastic=True)
+    return predictions
+
+
+def nonlinear_predicted_orders() -> dict[str, dict[str, float]]:
+    """Global strong and weak orders with a nonlinear model output, for the singlestep exponential SDE
+    methods: the local powers of the linear problem and of analysis.nonlinear, whichever is lower (the
+    nonlinear expansion certifies at most strong 1.5 and weak 2)."""
+    return {method_id: dict(orders) for method_id, orders in _nonlinear_predicted_orders().items()}

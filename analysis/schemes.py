@@ -33,6 +33,9 @@ c2, c3 = sp.symbols("c2 c3", positive=True)
 previous_ratio = sp.Symbol("r", positive=True)
 rate = sp.Symbol("rate", nonzero=True, real=True)
 SLOPE_WEIGHTS = ("phi_1", "phi_2")
+# What noise a stage adds: the increment of the parameterisation's K from the step's start to the stage
+# (SEEDS), or the time-integral noise of the last stage's model term (ESRA, docs/esra.md).
+STAGE_NOISES = ("increment", "time-integral")
 
 
 class _PhiFunction(sp.Function):
@@ -79,16 +82,21 @@ class Stage:
 
     `slope_node` is the fraction of the step at which the model value for the finite-difference slope was
     evaluated (a previous stage's fraction, or -r for the previous step of a multistep method); None
-    makes the stage first order.
+    makes the stage first order. `noise` says what noise an inner stage adds ("increment": K's increment
+    from the step's start; "time-integral": the noise that the last stage's slope weight turns into the
+    model term's first-order noise dependence, analysis.exact.ExactSolution.time_integral_antiderivative).
     """
 
     fraction: sp.Expr
     slope_node: sp.Expr | None = None
     slope_weight: str = "phi_2"
+    noise: str = "increment"
 
     def __post_init__(self):
         if self.slope_weight not in SLOPE_WEIGHTS:
             raise ValueError(f"unknown slope weight {self.slope_weight!r}; expected one of {SLOPE_WEIGHTS}")
+        if self.noise not in STAGE_NOISES:
+            raise ValueError(f"unknown stage noise {self.noise!r}; expected one of {STAGE_NOISES}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,8 @@ SCHEMES = {
             (Stage(c2), Stage(c3, c2, "phi_2"), Stage(sp.Integer(1), c3, "phi_2")),
             (c2, c3),
         ),
+        # ESRA: one inner stage carrying the time-integral noise, at the fraction analysis.nonlinear derives
+        Scheme("esra", (Stage(c2, noise="time-integral"), Stage(sp.Integer(1), c2, "phi_1")), (c2,)),
         Scheme(
             "multistep-2/phi_1", (Stage(sp.Integer(1), -previous_ratio, "phi_1"),), (previous_ratio,), True
         ),

@@ -116,6 +116,9 @@ RING_SDE_REFERENCES = (
     ("seeds-3", (("prediction", "noise"),), 4096),
 )
 RING_ODE_REFERENCES = (("dpm-solver-3", (), 512), ("dpm-solver++-3", (), 512))
+# ESRA (docs/esra.md), strong order 1.5 here: SEEDS-3's references (order 1) would not be accurate enough
+RING_ESRA_METHODS = [("esra", (("prediction", prediction),)) for prediction in ("noise", "data", "edm")]
+RING_ESRA_REFERENCES = (("esra", (("prediction", "edm"),), 2048), ("esra", (("prediction", "data"),), 4096))
 RING_WEAK_LEVELS = (32, 64, 128, 256)
 RING_WEAK_SDE_PATHS = 32768
 RING_WEAK_ODE_PATHS = 4096

@@ -32,6 +32,7 @@ from seeds.solvers.sampling import (
     sample_dpm_solver_3,
     sample_dpm_solver_pp_2m,
     sample_dpm_solver_pp_3,
+    sample_esra,
     sample_euler_maruyama,
     sample_sde_dpm_solver_pp_2m,
     sample_seeds_1,
@@ -83,4 +84,5 @@ __all__ = [
     "sample_seeds_1",
     "sample_seeds_2",
     "sample_seeds_3",
+    "sample_esra",
 ]

@@ -50,6 +50,10 @@ def sqrt(x):
     return _pick(x, math.sqrt, np.sqrt, torch and torch.sqrt)(x)
 
 
+def asinh(x):
+    return _pick(x, math.asinh, np.arcsinh, torch and torch.asinh)(x)
+
+
 def atan(x):
     return _pick(x, math.atan, np.arctan, torch and torch.atan)(x)
 

@@ -7,6 +7,7 @@ import math  # noqa: F401  (printed expressions may use math.e / math.pi)
 
 from seeds.solvers._backend import (  # noqa: F401
     absolute,
+    asinh,
     atan,
     elementwise,
     exp,
@@ -190,6 +191,42 @@ def edm_ode_noise_scale(lam, sigma_data):
 
 
 @elementwise
+def noise_time_integral_antiderivative(lam, eta):
+    """A(lambda), A' = model kernel * noise_scale: the stage noise's weight on dK (parameterisation noise, eta = eta)."""
+    return -exp(-lam)
+
+
+@elementwise
+def noise_time_integral_scale(lam, eta):
+    """e^(rate nu(lambda)), at lambda_t the factor of A(t) dK - dR in the stage noise (parameterisation noise, eta = eta)."""
+    return exp(lam)
+
+
+@elementwise
+def data_time_integral_antiderivative(lam, eta):
+    """A(lambda), A' = model kernel * noise_scale: the stage noise's weight on dK (parameterisation data, eta = eta)."""
+    return (eta**2 + 1)*(lam + 20)
+
+
+@elementwise
+def data_time_integral_scale(lam, eta):
+    """e^(rate nu(lambda)), at lambda_t the factor of A(t) dK - dR in the stage noise (parameterisation data, eta = eta)."""
+    return exp(-lam*(eta**2 + 1))
+
+
+@elementwise
+def edm_time_integral_antiderivative(lam, sigma_data):
+    """A(lambda), A' = model kernel * noise_scale: the stage noise's weight on dK (parameterisation edm, eta = 1)."""
+    return -sigma_data**2*asinh(exp(-lam)/sigma_data)
+
+
+@elementwise
+def edm_time_integral_scale(lam, sigma_data):
+    """e^(rate nu(lambda)), at lambda_t the factor of A(t) dK - dR in the stage noise (parameterisation edm, eta = 1)."""
+    return sqrt(sigma_data**2*exp(2*lam) + 1)
+
+
+@elementwise
 def seeds_1_stage_1_value_weight(h, rate):
     """seeds-1, stage 1: weight on the model value (times step_scale), in nu-steps h."""
     return h*phi_1(h*rate)
@@ -262,6 +299,24 @@ def seeds_3_stage_3_slope_weight(h, rate, c2, c3):
 
 
 @elementwise
+def esra_stage_1_value_weight(h, rate, c2):
+    """esra, stage 1: weight on the model value (times step_scale), in nu-steps h."""
+    return c2*h*phi_1(c2*h*rate)
+
+
+@elementwise
+def esra_stage_2_value_weight(h, rate, c2):
+    """esra, stage 2: weight on the model value (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)
+
+
+@elementwise
+def esra_stage_2_slope_weight(h, rate, c2):
+    """esra, stage 2: weight on the model slope (times step_scale), in nu-steps h."""
+    return h*phi_1(h*rate)/(2*c2)
+
+
+@elementwise
 def multistep_2_phi_1_stage_1_value_weight(h, rate, r):
     """multistep-2/phi_1, stage 1: weight on the model value (times step_scale), in nu-steps h."""
     return h*phi_1(h*rate)
@@ -290,6 +345,7 @@ SCHEME_WEIGHTS = {
     'seeds-2/phi_1': ((seeds_2_phi_1_stage_1_value_weight, ), (seeds_2_phi_1_stage_2_value_weight, seeds_2_phi_1_stage_2_slope_weight, ),),
     'seeds-2/phi_2': ((seeds_2_phi_2_stage_1_value_weight, ), (seeds_2_phi_2_stage_2_value_weight, seeds_2_phi_2_stage_2_slope_weight, ),),
     'seeds-3': ((seeds_3_stage_1_value_weight, ), (seeds_3_stage_2_value_weight, seeds_3_stage_2_slope_weight, ), (seeds_3_stage_3_value_weight, seeds_3_stage_3_slope_weight, ),),
+    'esra': ((esra_stage_1_value_weight, ), (esra_stage_2_value_weight, esra_stage_2_slope_weight, ),),
     'multistep-2/phi_1': ((multistep_2_phi_1_stage_1_value_weight, multistep_2_phi_1_stage_1_slope_weight, ),),
     'multistep-2/phi_2': ((multistep_2_phi_2_stage_1_value_weight, multistep_2_phi_2_stage_1_slope_weight, ),),
 }
@@ -299,44 +355,51 @@ SCHEME_STAGES = {
     'seeds-2/phi_1': lambda c2: ((c2, None), (1, c2),),
     'seeds-2/phi_2': lambda c2: ((c2, None), (1, c2),),
     'seeds-3': lambda c2, c3: ((c2, None), (c3, c2), (1, c3),),
+    'esra': lambda c2: ((c2, None), (1, c2),),
     'multistep-2/phi_1': lambda r: ((1, -r),),
     'multistep-2/phi_2': lambda r: ((1, -r),),
 }
-SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'multistep-2/phi_1': ('r',), 'multistep-2/phi_2': ('r',)}
+# Per scheme: the noise each stage adds ('increment' or 'time-integral', analysis.schemes.Stage).
+SCHEME_STAGE_NOISES = {'seeds-1': ('increment',), 'seeds-2/phi_1': ('increment', 'increment'), 'seeds-2/phi_2': ('increment', 'increment'), 'seeds-3': ('increment', 'increment', 'increment'), 'esra': ('time-integral', 'increment'), 'multistep-2/phi_1': ('increment',), 'multistep-2/phi_2': ('increment',)}
+SCHEME_PARAMETERS = {'seeds-1': (), 'seeds-2/phi_1': ('c2',), 'seeds-2/phi_2': ('c2',), 'seeds-3': ('c2', 'c3'), 'esra': ('c2',), 'multistep-2/phi_1': ('r',), 'multistep-2/phi_2': ('r',)}
 KERNEL_RATES = {'noise': 1, 'data': -1, 'edm': 1, 'edm_ode': 1}
 
 
 # Every method, declared once in seeds.analysis.methods, with its predicted orders (seeds.analysis.orders):
 # global strong and weak orders and the local error powers p1, p2, q2; None where the one-step expansion
-# has no model of the method.
+# has no model of the method. nonlinear_orders: the orders with a nonlinear model output
+# (seeds.analysis.nonlinear), for the singlestep exponential SDE methods; None for the others.
 METHOD_TABLE = {
-    'seeds-1/noise': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'noise'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}},
-    'seeds-2/noise': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'noise'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-2/noise/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'noise'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-3/noise': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'noise'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 4.0, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-1/data': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'data'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}},
-    'seeds-2/data': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'data'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-2/data/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'data'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-3/data': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'data'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-1/edm': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'edm'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}},
-    'seeds-2/edm': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'edm'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-2/edm/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'edm'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}},
-    'seeds-3/edm': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'edm'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 4.0, 'p2': 1.5, 'q2': 3.0}},
-    'euler-maruyama': {'name': 'euler-maruyama', 'kind': 'euler-maruyama', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': None, 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}},
-    'ddpm': {'name': 'ddpm', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}},
-    'sde-dpm-solver++-1': {'name': 'sde-dpm-solver++-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}},
-    'sde-dpm-solver++-2m': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (('variant', 'phi_1'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
-    'sde-dpm-solver++-2m/phi_2': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_2', 'fractions': (), 'selected_by': (('variant', 'phi_2'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}},
-    'dpm-solver-1': {'name': 'dpm-solver-1', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}},
-    'dpm-solver-2': {'name': 'dpm-solver-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}},
-    'dpm-solver-3': {'name': 'dpm-solver-3', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 3, 'stochastic': False, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 3.0, 'weak': 3.0, 'p1': 4.0, 'p2': 4.0, 'q2': 4.0}},
-    'dpm-solver++-1': {'name': 'dpm-solver++-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}},
-    'dpm-solver++-2': {'name': 'dpm-solver++-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}},
-    'dpm-solver++-3': {'name': 'dpm-solver++-3', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 3, 'stochastic': False, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 3.0, 'weak': 3.0, 'p1': 4.0, 'p2': 4.0, 'q2': 4.0}},
-    'dpm-solver++-2m': {'name': 'dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}},
-    'ddim': {'name': 'ddim', 'kind': 'ddim', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': None, 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}},
-    'edm-heun': {'name': 'edm-heun', 'kind': 'edm-heun', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': None, 'fractions': (), 'selected_by': (('churn', False),), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}},
-    'edm-churn': {'name': 'edm-heun', 'kind': 'edm-heun', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': True, 'scheme': None, 'fractions': (), 'selected_by': (('churn', True),), 'fresh_noise': True, 'orders': None},
+    'seeds-1/noise': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'noise'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 1.0}},
+    'seeds-2/noise': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'noise'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-2/noise/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'noise'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-3/noise': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'noise'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 4.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-1/data': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'data'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 1.0}},
+    'seeds-2/data': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'data'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-2/data/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'data'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-3/data': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'data'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-1/edm': {'name': 'seeds-1', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (('prediction', 'edm'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 1.0}},
+    'seeds-2/edm': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (('prediction', 'edm'), ('variant', 'phi_1')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-2/edm/phi_2': {'name': 'seeds-2', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'seeds-2/phi_2', 'fractions': (0.5,), 'selected_by': (('prediction', 'edm'), ('variant', 'phi_2')), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 3.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'seeds-3/edm': {'name': 'seeds-3', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 3, 'stochastic': True, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (('prediction', 'edm'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': 4.0, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 2.0}},
+    'esra/noise': {'name': 'esra', 'kind': 'exponential', 'prediction': 'noise', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'esra', 'fractions': (0.75,), 'selected_by': (('prediction', 'noise'),), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 2.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.5, 'weak': 2.0}},
+    'esra/data': {'name': 'esra', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'esra', 'fractions': (0.75,), 'selected_by': (('prediction', 'data'),), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': math.inf, 'p2': 2.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.5, 'weak': 2.0}},
+    'esra/edm': {'name': 'esra', 'kind': 'exponential', 'prediction': 'edm', 'eta': 1, 'nfe_per_step': 2, 'stochastic': True, 'scheme': 'esra', 'fractions': (0.75,), 'selected_by': (('prediction', 'edm'),), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 2.5, 'q2': 3.0}, 'nonlinear_orders': {'strong': 1.5, 'weak': 2.0}},
+    'euler-maruyama': {'name': 'euler-maruyama', 'kind': 'euler-maruyama', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': None, 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': None},
+    'ddpm': {'name': 'ddpm', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 1.0}},
+    'sde-dpm-solver++-1': {'name': 'sde-dpm-solver++-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': math.inf, 'p2': 1.5, 'q2': 2.0}, 'nonlinear_orders': {'strong': 1.0, 'weak': 1.0}},
+    'sde-dpm-solver++-2m': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (('variant', 'phi_1'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': None},
+    'sde-dpm-solver++-2m/phi_2': {'name': 'sde-dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 1, 'nfe_per_step': 1, 'stochastic': True, 'scheme': 'multistep-2/phi_2', 'fractions': (), 'selected_by': (('variant', 'phi_2'),), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 2.0, 'p1': math.inf, 'p2': 1.5, 'q2': 3.0}, 'nonlinear_orders': None},
+    'dpm-solver-1': {'name': 'dpm-solver-1', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}, 'nonlinear_orders': None},
+    'dpm-solver-2': {'name': 'dpm-solver-2', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}, 'nonlinear_orders': None},
+    'dpm-solver-3': {'name': 'dpm-solver-3', 'kind': 'exponential', 'prediction': 'noise', 'eta': 0, 'nfe_per_step': 3, 'stochastic': False, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 3.0, 'weak': 3.0, 'p1': 4.0, 'p2': 4.0, 'q2': 4.0}, 'nonlinear_orders': None},
+    'dpm-solver++-1': {'name': 'dpm-solver++-1', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'seeds-1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}, 'nonlinear_orders': None},
+    'dpm-solver++-2': {'name': 'dpm-solver++-2', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': 'seeds-2/phi_1', 'fractions': (0.5,), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}, 'nonlinear_orders': None},
+    'dpm-solver++-3': {'name': 'dpm-solver++-3', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 3, 'stochastic': False, 'scheme': 'seeds-3', 'fractions': (0.3333333333333333, 0.6666666666666666), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 3.0, 'weak': 3.0, 'p1': 4.0, 'p2': 4.0, 'q2': 4.0}, 'nonlinear_orders': None},
+    'dpm-solver++-2m': {'name': 'dpm-solver++-2m', 'kind': 'exponential', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': 'multistep-2/phi_1', 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}, 'nonlinear_orders': None},
+    'ddim': {'name': 'ddim', 'kind': 'ddim', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 1, 'stochastic': False, 'scheme': None, 'fractions': (), 'selected_by': (), 'fresh_noise': False, 'orders': {'strong': 1.0, 'weak': 1.0, 'p1': 2.0, 'p2': 2.0, 'q2': 2.0}, 'nonlinear_orders': None},
+    'edm-heun': {'name': 'edm-heun', 'kind': 'edm-heun', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': False, 'scheme': None, 'fractions': (), 'selected_by': (('churn', False),), 'fresh_noise': False, 'orders': {'strong': 2.0, 'weak': 2.0, 'p1': 3.0, 'p2': 3.0, 'q2': 3.0}, 'nonlinear_orders': None},
+    'edm-churn': {'name': 'edm-heun', 'kind': 'edm-heun', 'prediction': 'data', 'eta': 0, 'nfe_per_step': 2, 'stochastic': True, 'scheme': None, 'fractions': (), 'selected_by': (('churn', True),), 'fresh_noise': True, 'orders': None, 'nonlinear_orders': None},
 }
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from seeds.solvers import _coefficients as generated
-from seeds.solvers.brownian import B, functional_for
+from seeds.solvers.brownian import B, functional_for, time_integral_functional_for
 from seeds.solvers.coefficients import KERNEL_RATES, parameterisation
 from seeds.solvers.models import check_prediction, convert
 
@@ -80,6 +80,13 @@ class Method:
         orders = METHOD_TABLE[self.id]["orders"]
         return None if orders is None else {"strong": orders["strong"], "weak": orders["weak"]}
 
+    @property
+    def nonlinear_orders(self) -> dict | None:
+        """The orders with a nonlinear model output (seeds.analysis.nonlinear), for the singlestep exponential
+        SDE methods; None for the others."""
+        orders = METHOD_TABLE[self.id]["nonlinear_orders"]
+        return None if orders is None else dict(orders)
+
     def init(self, x, sigmas) -> StepState:
         return StepState()
 
@@ -90,9 +97,11 @@ class Method:
 @dataclass
 class ExponentialIntegrator(Method):
     """SEEDS-1/2/3 and every method the same derivation yields (DPM-Solver-k, DPM-Solver++, SDE-DPM-Solver++,
-    DDPM ancestral): stage k at fraction c_k of the step in the kernel variable nu,
+    DDPM ancestral, ESRA): stage k at fraction c_k of the step in the kernel variable nu,
 
         u_k = Phi(s->s_k) x~_s + step_scale(s_k) [w_value m_s + w_slope (m_slope - m_s)] + noise_scale(s_k) dK[s, s_k].
+
+    ESRA's inner stage adds the time-integral noise instead of the increment (`_time_integral_noise`).
 
     `step` calls the model itself; `stages` is the same step asking for one model evaluation at a time.
     """
@@ -119,6 +128,12 @@ class ExponentialIntegrator(Method):
         self.weights = generated.SCHEME_WEIGHTS[self.scheme]
         self.multistep = "r" in generated.SCHEME_PARAMETERS[self.scheme]
         self.functional = functional_for(self.prediction, self.eta, self.sigma_data) if self.eta > 0 else None
+        self.stage_noises = generated.SCHEME_STAGE_NOISES[self.scheme]
+        self.time_integral = (
+            time_integral_functional_for(self.prediction, self.eta, self.sigma_data)
+            if self.functional is not None and "time-integral" in self.stage_noises
+            else None
+        )
 
     def init(self, x, sigmas) -> StepState:
         return MultistepState() if self.multistep else StepState()
@@ -164,13 +179,25 @@ class ExponentialIntegrator(Method):
                     values[slope_node] - values[0.0]
                 )
             u = p.linear_factor(lam_s, lam_k - lam_s, q) * x + p.step_scale(lam_k, q) * drift
-            if self.functional is not None:
+            if self.functional is not None and self.stage_noises[k] == "time-integral" and not last:
+                final_slope_weight = weights[-1][1](h, self.rate, *parameters)
+                u = u + self._time_integral_noise(noise, lam_s, lam_t, final_slope_weight)
+            elif self.functional is not None:
                 u = u + p.noise_scale(lam_k, q) * noise.increment(self.functional, lam_s, lam_k)
             if not last:
                 values[fraction] = yield u, lam_k
         level = torch.tensor(math.exp(-lam_s), dtype=x.dtype, device=x.device)
         denoised = convert(self.prediction, values[0.0], x, level, "data", self.sigma_data)
         return u, denoised, replace(state, index=state.index + 1)
+
+    def _time_integral_noise(self, noise, lam_s, lam_t, final_slope_weight):
+        """ESRA's stage noise e^{rate nu_t} (A(t) dK - dR) / w over the whole step (docs/esra.md): what the
+        final stage's slope weight w turns into the model term's first-order noise dependence."""
+        integral = self.time_integral
+        weighted = integral.antiderivative(lam_t) * noise.increment(self.functional, lam_s, lam_t)
+        return (
+            integral.scale(lam_t) * (weighted - noise.increment(integral, lam_s, lam_t)) / final_slope_weight
+        )
 
 
 def _answer_with(model, stages):

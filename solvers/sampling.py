@@ -311,6 +311,42 @@ def sample_seeds_3(
     )
 
 
+def sample_esra(
+    model,
+    x,
+    sigmas,
+    extra_args=None,
+    callback=None,
+    disable=None,
+    eta=1.0,
+    s_noise=1.0,
+    noise_sampler=None,
+    prediction="data",
+    sigma_data=0.5,
+):
+    """ESRA (`sample(..., method="esra")`, docs/esra.md): two model evaluations per step, the inner one at
+    3/4 of the step carrying the time-integral noise; strong order 1.5 with a nonlinear denoiser. eta in
+    [0, 1] is k-diffusion's (the driver runs at SDE-family eta sqrt(eta)). A k-diffusion noise_sampler gives
+    one normal per interval: the time-integral noise's independent part then comes from torch's global
+    generator; our paths (BrownianPath, AdaptiveBrownianPath) give both exactly. `prediction` "data"
+    (default), "edm" (eta in {0, 1}, with `sigma_data`) or "noise" (which diverges at few steps, as every
+    noise-parameterised SDE scheme does)."""
+    return _run(
+        "esra",
+        model,
+        x,
+        sigmas,
+        extra_args,
+        callback,
+        disable,
+        s_noise,
+        noise_sampler,
+        eta=_sde_eta(eta),
+        prediction=prediction,
+        sigma_data=sigma_data,
+    )
+
+
 def sample_euler_maruyama(
     model, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0, noise_sampler=None
 ):

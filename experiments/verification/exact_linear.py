@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from seeds.solvers import CHOOSE_PREDICTION, make_method, noise_levels, sample
+from seeds.solvers.brownian import covariance
 
 FRESH = "fresh"  # the functional recorded for a churn-style fresh normal, which has no interval
 
@@ -54,24 +55,34 @@ FRESH = "fresh"  # the functional recorded for a churn-style fresh normal, which
 @dataclass(frozen=True)
 class NoisePiece:
     """One independent normal the solver drew: an increment of `functional` over [start, end] in lambda,
-    with clock = int k^2 over it, or a fresh normal (functional FRESH, no interval)."""
+    with clock = int k^2 over it, or a fresh normal (functional FRESH, no interval).
+
+    A piece with `given` is the part of `functional`'s increment over [start, end] that is independent of
+    earlier pieces of the step's first functional (`PieceNoise`): given holds (piece index, beta), the
+    covariance of the increment with that piece's normal, and clock the residual variance; its unit kernel
+    is (k(u) - sum beta k_piece(u) / sqrt(clock_piece)) / sqrt(clock)."""
 
     functional: object
     start: float | None = None
     end: float | None = None
     clock: float | None = None
+    given: tuple = ()
 
 
 class PieceNoise:
     """A noise source that draws a step's noise as pieces (NoisePiece): every new sub-interval of the step's
     functional, or a fresh normal, is one standard normal z, the increment sqrt(clock) z, as
-    IndependentPieces draws them; a subclass says what z is (`_normal`). Every piece drawn is recorded in
-    `pieces`."""
+    IndependentPieces draws them; a subclass says what z is (`_normal`). A second functional over an interval
+    the step's first one already covers (ESRA's time-integral functional) is drawn jointly with it: its
+    regression on those pieces plus one new independent piece (`_joint_increment`). Every piece drawn is
+    recorded in `pieces`."""
 
     def __init__(self, batch: int):
         self.batch = batch
         self.pieces: list[NoisePiece] = []
+        self._normals: list = []
         self._start = None
+        self._joint: dict = {}
 
     def _normal(self, piece: NoisePiece):
         """The (batch, 1) tensor of the piece's standard normal; len(self.pieces) is its index."""
@@ -80,15 +91,53 @@ class PieceNoise:
     def _draw(self, piece: NoisePiece):
         normal = self._normal(piece)
         self.pieces.append(piece)
+        self._normals.append(normal)
         return normal
 
     def fresh(self, key):
         return self._draw(NoisePiece(FRESH))
 
+    def _joint_increment(self, functional, lam_a, lam_b):
+        """`functional`'s increment over [lam_a, lam_b], jointly Gaussian with the pieces of the step's first
+        functional that tile that interval."""
+        key = (functional, lam_a, lam_b)
+        if key not in self._joint:
+            first = self._start[0]
+            tiles = [
+                (index, piece)
+                for index, piece in enumerate(self.pieces)
+                if piece.functional == first
+                and not piece.given
+                and lam_a <= piece.start
+                and piece.end <= lam_b
+            ]
+            covered = sorted((piece.start, piece.end) for _, piece in tiles)
+            edges = [lam_a] + [end for _, end in covered]
+            if not covered or [start for start, _ in covered] != edges[:-1] or edges[-1] != lam_b:
+                raise ValueError(
+                    f"{functional!r} over [{lam_a}, {lam_b}] is not tiled by the pieces drawn for the step's "
+                    "first functional: a joint draw needs them first"
+                )
+            given = tuple(
+                (index, covariance(functional, first, piece.start, piece.end) / math.sqrt(piece.clock))
+                for index, piece in tiles
+            )
+            residual = functional.clock_increment(lam_a, lam_b) - sum(beta**2 for _, beta in given)
+            if residual < -1e-12 * functional.clock_increment(lam_a, lam_b):
+                raise ArithmeticError(f"negative residual variance {residual} for {functional!r}")
+            residual = max(residual, 0.0)
+            value = sum(beta * self._normals[index] for index, beta in given)
+            piece = NoisePiece(functional, lam_a, lam_b, residual, given)
+            self._joint[key] = value + math.sqrt(residual) * self._draw(piece)
+        return self._joint[key]
+
     def increment(self, functional, lam_a, lam_b):
+        if self._start is not None and self._start[1] == lam_a and functional != self._start[0]:
+            return self._joint_increment(functional, lam_a, lam_b)
         if self._start != (functional, lam_a):
             self._start, self._reached = (functional, lam_a), lam_a
             self._value = torch.zeros(self.batch, 1, dtype=torch.float64)
+            self._joint = {}
         if lam_b < self._reached:
             raise ValueError(
                 f"noise pieces must move forward in a step: lambda {lam_b} after {self._reached}"
@@ -229,7 +278,9 @@ def path_pieces(solution: AffineSolution):
             "solution shares its noise: the strong error is not applicable (weak errors are)"
         )
     order = sorted(range(len(solution.pieces)), key=lambda j: solution.pieces[j].start)
-    for earlier, later in zip(order[:-1], order[1:]):
+    # a joint piece overlaps the pieces it is conditioned on, but is independent of them by construction
+    tiles = [j for j in order if not solution.pieces[j].given]
+    for earlier, later in zip(tiles[:-1], tiles[1:]):
         if solution.pieces[later].start < solution.pieces[earlier].end:
             raise StrongErrorNotApplicable(
                 "the method draws independent normals on overlapping lambda-intervals, which no single "
@@ -253,15 +304,32 @@ def noise_weight_error(solution: AffineSolution, lam_grid, variances, quadrature
     vs_end = math.exp(-float(lam_grid[-1]))
     difference = -exact_noise_weight(nodes, vs_end, variances, eta)
     starts = np.array([p.start for p in pieces])
-    # a node lies in piece j when start_j <= node < end_j; nodes never sit on a breakpoint
-    index = np.searchsorted(starts, nodes, side="right") - 1
+    # a node lies in tile j when start_j <= node < end_j (nodes never sit on a breakpoint); a joint piece
+    # covers its whole interval
+    tiles = np.array([position for position, piece in enumerate(pieces) if not piece.given], dtype=int)
+    index = tiles[np.searchsorted(starts[tiles], nodes, side="right") - 1] if len(tiles) else None
     for position, piece in enumerate(pieces):
-        inside = (index == position) & (nodes < piece.end)
-        if inside.any():
-            kernel = piece.functional.kernel(torch.from_numpy(nodes[inside])).numpy()
-            scale = solution.coefficients[order[position]] / math.sqrt(piece.clock)
-            difference[inside] += kernel[:, None] * scale
+        if piece.given:
+            inside = (nodes >= piece.start) & (nodes < piece.end)
+        else:
+            inside = (index == position) & (nodes < piece.end)
+        if inside.any() and piece.clock > 0:
+            coefficient = solution.coefficients[order[position]]
+            difference[inside] += (
+                unit_kernel(solution.pieces, order[position], nodes[inside])[:, None] * coefficient
+            )
     return weights @ difference**2
+
+
+def unit_kernel(pieces, index: int, nodes: np.ndarray) -> np.ndarray:
+    """The kernel e(u) of piece `index` at nodes inside its interval: its normal is int e dB."""
+    piece = pieces[index]
+    kernel = piece.functional.kernel(torch.from_numpy(nodes)).numpy()
+    for given, beta in piece.given:
+        tile = pieces[given]
+        inside = (nodes >= tile.start) & (nodes < tile.end)
+        kernel = kernel - beta * np.where(inside, unit_kernel(pieces, given, nodes), 0.0)
+    return kernel / math.sqrt(piece.clock)
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -44,6 +44,10 @@ class MultistepNotSupported(ValueError):
     """The method carries the previous model output between steps: its chain is not Markov in x alone."""
 
 
+class JointNoiseNotSupported(ValueError):
+    """The method draws two functionals jointly in a step; its law is not propagated here."""
+
+
 @dataclass(frozen=True)
 class Resolution:
     """How finely the law is held. A chain that draws noise: grid nodes, interpolation degree, Gauss-Hermite
@@ -132,6 +136,12 @@ class StepMap:
         """(G of shape (nodes, Q), Q quadrature weights, the std |c| of the final Gaussian)."""
         recorder = QuadratureNoise(1, independent_stages=self.independent_stages)
         self.dry_run(lam_s, lam_t, recorder)
+        if any(piece.given for piece in recorder.pieces):
+            raise JointNoiseNotSupported(
+                f"{self.method.id} draws a second functional jointly with the first in a step (ESRA's "
+                "time-integral noise): the step is not a Gaussian in the final pieces given the stage ones, "
+                "which the propagation assumes"
+            )
         stage = sorted(recorder.stage_pieces)
         final = [p for p in range(len(recorder.pieces)) if p not in recorder.stage_pieces]
         if len(stage) > 2:

@@ -9,7 +9,8 @@ once per process.
 Strong: 128 paths, lambda-uniform nested grids of 32, 64 and 128 steps (step sizes 0.06-0.23 in lambda,
 where the default job's successive slopes are already flat). Reference: SEEDS-3/edm at 2048 steps (the most
 accurate method here, 16x the finest level) for the SDE methods, DPM-Solver-3 at 512 for the ODE methods;
-an independent second reference (SEEDS-3/noise at 4096, DPM-Solver++-3 at 512) checks it.
+an independent second reference (SEEDS-3/noise at 4096, DPM-Solver++-3 at 512) checks it. ESRA, strong
+order 1.5, has its own: ESRA/edm at 2048 checked by ESRA/data at 4096.
 
 Weak: reference-free coupled differences D_k = E|X_k|^2 - E|X_k+1|^2 between consecutive levels 32, 64, 128,
 256 (`coupled_weak_differences`). Coarser levels are pre-asymptotic: at 8 steps the noise-prediction schemes
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 from seeds.experiments.config import (
     RESOLVED_STANDARD_ERRORS,
+    RING_ESRA_METHODS,
+    RING_ESRA_REFERENCES,
     RING_ODE_METHODS,
     RING_ODE_REFERENCES,
     RING_PROBLEM_OPTIONS,
@@ -39,10 +42,17 @@ from seeds.experiments.config import (
 from seeds.experiments.verification.convergence import Cell
 
 
+def _family(method: str, options: tuple) -> tuple[list, tuple]:
+    """The methods whose times one path carries with this one, and their (reference, check reference)."""
+    if (method, options) in RING_ODE_METHODS:
+        return RING_ODE_METHODS, RING_ODE_REFERENCES
+    if (method, options) in RING_ESRA_METHODS:
+        return RING_ESRA_METHODS, RING_ESRA_REFERENCES
+    return RING_SDE_METHODS, RING_SDE_REFERENCES
+
+
 def strong_cell(method: str, options: tuple) -> Cell:
-    reference, check_reference = (
-        RING_ODE_REFERENCES if (method, options) in RING_ODE_METHODS else RING_SDE_REFERENCES
-    )
+    reference, check_reference = _family(method, options)[1]
     return _ring_cell(
         method,
         options,
@@ -61,7 +71,7 @@ def weak_cell(method: str, options: tuple) -> Cell:
 
 
 def _ring_cell(method, options, levels, paths, **fields) -> Cell:
-    family = RING_ODE_METHODS if (method, options) in RING_ODE_METHODS else RING_SDE_METHODS
+    family = _family(method, options)[0]
     return Cell(
         "ring",
         method,

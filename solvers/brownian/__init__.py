@@ -18,8 +18,11 @@ from seeds.solvers.brownian.functionals import (
     ExponentialFunctional,
     M,
     P,
+    TimeIntegralFunctional,
+    covariance,
     functional_for,
     resolve_functional,
+    time_integral_functional_for,
 )
 from seeds.solvers.brownian.independent import IndependentPieces
 from seeds.solvers.brownian.partition import PartitionPath
@@ -37,6 +40,9 @@ __all__ = [
     "IndependentPieces",
     "NoiseSource",
     "PartitionPath",
+    "TimeIntegralFunctional",
+    "covariance",
     "functional_for",
     "resolve_functional",
+    "time_integral_functional_for",
 ]

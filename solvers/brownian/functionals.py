@@ -12,9 +12,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from seeds.solvers import _coefficients as generated
 from seeds.solvers.coefficients import phi
+
+# Gauss-Legendre on panels at most this long (lambda units): the kernels are analytic with rates of order 1,
+# so 16 nodes per panel integrate a product of two of them to about 1e-16 relative.
+_PANEL_LENGTH, _PANEL_NODES = 0.25, 16
+_GAUSS = np.polynomial.legendre.leggauss(_PANEL_NODES)
+
+
+def covariance(first, second, a: float, b: float) -> float:
+    """int_a^b k_first k_second du: the covariance of two functionals' increments over [a, b], by composite
+    Gauss-Legendre quadrature of their kernels (any functionals with kernel(u))."""
+    if b <= a:
+        return 0.0
+    edges = np.linspace(a, b, max(1, math.ceil((b - a) / _PANEL_LENGTH)) + 1)
+    half = 0.5 * np.diff(edges)[:, None]
+    nodes = torch.from_numpy((0.5 * (edges[:-1] + edges[1:])[:, None] + half * _GAUSS[0]).ravel())
+    values = (first.kernel(nodes) * second.kernel(nodes)).numpy().reshape(half.shape[0], -1)
+    return float(((values * _GAUSS[1]) * half).sum())
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,39 @@ class EDMFunctional:
         )
 
 
+@dataclass(frozen=True)
+class TimeIntegralFunctional:
+    """R = int k_K A dB for a parameterisation's noise process K: with A(t) (K_t - K_s) it gives the
+    time-integral noise of ESRA's stage (docs/esra.md). `parameter` is eta (noise, data) or sigma_data (edm),
+    as for the generated pieces of seeds.solvers.coefficients.parameterisation."""
+
+    prediction: str
+    parameter: float
+
+    @property
+    def name(self) -> str:
+        return f"R[{self.prediction}, {self.parameter}]"
+
+    def kernel(self, u):
+        """k_K(u) A(u)."""
+        if self.prediction == "edm":
+            noise = functional_for("edm", 1.0, self.parameter)
+        else:
+            noise = functional_for(self.prediction, self.parameter)
+        return noise.kernel(u) * self.antiderivative(torch.as_tensor(u, dtype=torch.float64))
+
+    def antiderivative(self, lam):
+        """A(lambda), the weight of K's increment in the stage noise."""
+        return getattr(generated, f"{self.prediction}_time_integral_antiderivative")(lam, self.parameter)
+
+    def scale(self, lam):
+        """e^{rate nu(lambda)}, the stage noise's factor at the step's end."""
+        return getattr(generated, f"{self.prediction}_time_integral_scale")(lam, self.parameter)
+
+    def clock_increment(self, a: float, b: float) -> float:
+        return covariance(self, self, a, b)
+
+
 B = ExponentialFunctional("B", 1.0, 0.0)
 M = ExponentialFunctional("M", math.sqrt(2.0), -1.0)
 P = ExponentialFunctional("P", math.sqrt(2.0), 1.0)
@@ -82,3 +134,12 @@ def functional_for(prediction: str, eta: float, sigma_data: float = 0.5):
     if eta != 1:
         raise ValueError(f"the EDM parameterisation is derived for eta in {{0, 1}} only, got eta = {eta}")
     return EDMFunctional(sigma_data)
+
+
+def time_integral_functional_for(
+    prediction: str, eta: float, sigma_data: float = 0.5
+) -> TimeIntegralFunctional:
+    """The time-integral functional R that goes with functional_for(prediction, eta, sigma_data)."""
+    if prediction == "edm" and eta != 1:
+        raise ValueError(f"the EDM time-integral noise is derived for eta = 1 only, got eta = {eta}")
+    return TimeIntegralFunctional(prediction, sigma_data if prediction == "edm" else eta)

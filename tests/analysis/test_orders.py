@@ -22,6 +22,7 @@ SDE_METHODS = (
     "sde-dpm-solver++-2m",
     "sde-dpm-solver++-2m/phi_2",
 )
+ESRA_METHODS = tuple(f"esra/{p}" for p in ("noise", "data", "edm"))
 ODE_METHODS = (
     *(f"dpm-solver-{k}" for k in (1, 2, 3)),
     *(f"dpm-solver++-{k}" for k in (1, 2, 3)),
@@ -37,7 +38,7 @@ def table():
 
 
 def test_table_has_every_method_with_float_orders(table):
-    assert set(table) == set(SDE_METHODS) | set(ODE_METHODS)
+    assert set(table) == set(SDE_METHODS) | set(ESRA_METHODS) | set(ODE_METHODS)
     for method_id, predicted in table.items():
         assert set(predicted) == {"strong", "weak"}, method_id
         assert all(isinstance(value, float) and value > 0 for value in predicted.values()), method_id
@@ -94,6 +95,19 @@ def test_weak_orders_of_sde_methods(table):
         "sde-dpm-solver++-2m/phi_2",
     ):
         assert table[method_id]["weak"] == 2.0, method_id
+
+
+def test_esra_is_strong_order_two_on_the_linear_problem_and_one_and_a_half_with_a_nonlinear_model(table):
+    """The time-integral stage noise carries the h^(3/2) term exactly: on Gaussian data p2 = 5/2 (strong 2);
+    with a nonlinear model the zero-mean curvature terms cap p2 at 2 (analysis.nonlinear): strong 1.5."""
+    nonlinear = orders.nonlinear_predicted_orders()
+    for method_id in ESRA_METHODS:
+        assert orders.local_error_orders(method_id)["p2"] == 2.5, method_id
+        assert table[method_id] == {"strong": 2.0, "weak": 2.0}, method_id
+        assert nonlinear[method_id] == {"strong": 1.5, "weak": 2.0}, method_id
+    for method_id in SDE_METHODS:
+        if method_id in nonlinear:
+            assert nonlinear[method_id]["strong"] == 1.0, method_id
 
 
 def test_data_prediction_sde_mean_is_exact():

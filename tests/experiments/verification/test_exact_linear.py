@@ -201,6 +201,9 @@ MONTE_CARLO_CASES = [
     ("dpm-solver++-3", {}, "lambda", 4, 0.0, 0.25),
     ("seeds-3", {"prediction": "data"}, "edm", 6, [0.8, -0.4], [[0.3, 0.1], [0.1, 0.05]]),
     ("seeds-3", {"prediction": "noise"}, "lambda", 64, 0.0, 0.25),  # the calibration case
+    # ESRA draws K and its time-integral functional jointly: the basis's joint pieces against real paths
+    ("esra", {"prediction": "data"}, "lambda", 6, 0.0, 0.25),
+    ("esra", {"prediction": "edm"}, "edm", 6, [0.8, -0.4], [[0.3, 0.1], [0.1, 0.05]]),
 ]
 
 

@@ -20,6 +20,7 @@ from seeds.experiments.verification.exact_linear import exact_output_variance
 from seeds.experiments.verification.exact_weak import (
     L1_FLOOR,
     TEST_FUNCTIONS,
+    JointNoiseNotSupported,
     MultistepNotSupported,
     PointLaw,
     QuadratureNoise,
@@ -317,6 +318,13 @@ def test_deterministic_chains_are_transported(method, options, transported):
         make_method(method, **options), LINE_PROBLEMS["overlapping"], noise_levels("lambda", 6, 0.002, 80.0)
     )
     assert isinstance(law, PointLaw) == transported
+
+
+def test_joint_noise_methods_are_refused():
+    """ESRA draws its time-integral functional jointly with K in each step: no Gaussian final piece given
+    the stage pieces, so the propagation refuses it with the reason (docs/esra.md)."""
+    with pytest.raises(JointNoiseNotSupported, match="jointly"):
+        propagate(make_method("esra"), LINE_PROBLEMS["overlapping"], noise_levels("lambda", 4, 0.002, 80.0))
 
 
 def test_multistep_methods_are_refused():

@@ -10,6 +10,7 @@ what that many paths can see: reported in the README from `make weak-ring`).
 import pytest
 
 from seeds.analysis import predicted_orders
+from seeds.experiments.config import RING_ESRA_METHODS as ESRA
 from seeds.experiments.config import RING_ODE_METHODS as ODE
 from seeds.experiments.config import RING_SDE_METHODS as SDE
 from seeds.experiments.verification.convergence import run_cell
@@ -29,6 +30,35 @@ def test_ring_strong_order_matches_prediction(case):
     assert low - 0.25 <= predicted <= high + 0.25, result["strong_slope"]
     # the reference must be far more accurate than the finest level: its distance to an independent
     # second reference is below a fifth of the finest level's error
+    assert result["reference_gap_rms"] < 0.2 * result["strong_rms"][-1]
+
+
+# Pre-asymptotic over 32-128 steps (docs/esra.md): the curvature terms that cap ESRA at 1.5 are small on the
+# ring, so its noise-parameterised strong error still falls at the linear problem's order 2. Strict: the test
+# fails if the measurement changes.
+ESRA_PRE_ASYMPTOTIC = {"esra/noise": "2.13 [1.95, 2.26] over 32-128 steps"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            case,
+            marks=[pytest.mark.xfail(strict=True, reason=f"pre-asymptotic: {ESRA_PRE_ASYMPTOTIC[key]}")]
+            if (key := identifier(case)) in ESRA_PRE_ASYMPTOTIC
+            else [],
+            id=identifier(case),
+        )
+        for case in ESRA
+    ],
+)
+def test_ring_strong_order_of_esra_matches_its_nonlinear_prediction(case):
+    """ESRA against its prediction with a nonlinear model (strong 1.5; 2 on the linear problem), with its own
+    references (ESRA at 16x and 32x the finest level)."""
+    result = run_cell(strong_cell(*case))
+    predicted = make_method(case[0], **dict(case[1])).nonlinear_orders["strong"]
+    slope, low, high = result["strong_slope"]
+    assert low - 0.25 <= predicted <= high + 0.25, result["strong_slope"]
     assert result["reference_gap_rms"] < 0.2 * result["strong_rms"][-1]
 
 

@@ -138,5 +138,8 @@ def test_the_package_exports_the_noise_sources_and_functionals():
         "AdaptiveBrownianPath",
         "PartitionPath",
         "NoiseSource",
+        "TimeIntegralFunctional",
+        "covariance",
+        "time_integral_functional_for",
     }
     assert all(hasattr(package, name) for name in package.__all__)
