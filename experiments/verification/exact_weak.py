@@ -44,10 +44,6 @@ class MultistepNotSupported(ValueError):
     """The method carries the previous model output between steps: its chain is not Markov in x alone."""
 
 
-class JointNoiseNotSupported(ValueError):
-    """The method draws two functionals jointly in a step; its law is not propagated here."""
-
-
 @dataclass(frozen=True)
 class Resolution:
     """How finely the law is held. A chain that draws noise: grid nodes, interpolation degree, Gauss-Hermite
@@ -136,45 +132,73 @@ class StepMap:
         """(G of shape (nodes, Q), Q quadrature weights, the std |c| of the final Gaussian)."""
         recorder = QuadratureNoise(1, independent_stages=self.independent_stages)
         self.dry_run(lam_s, lam_t, recorder)
-        if any(piece.given for piece in recorder.pieces):
-            raise JointNoiseNotSupported(
-                f"{self.method.id} draws a second functional jointly with the first in a step (ESRA's "
-                "time-integral noise): the step is not a Gaussian in the final pieces given the stage ones, "
-                "which the propagation assumes"
-            )
-        stage = sorted(recorder.stage_pieces)
-        final = [p for p in range(len(recorder.pieces)) if p not in recorder.stage_pieces]
-        if len(stage) > 2:
+        stage_directions, final_directions = self._directions(recorder, lam_s, lam_t)
+        if len(stage_directions) > 2:
             raise ValueError(
-                f"{self.method.id} draws {len(stage)} stage noises per step; at most 2 are supported"
+                f"{self.method.id} draws {len(stage_directions)} stage noises per step; at most 2 are supported"
             )
         nodes, weights = _hermite(stage_nodes)
-        grids = np.meshgrid(*([nodes] * len(stage)), indexing="ij")
+        grids = np.meshgrid(*([nodes] * len(stage_directions)), indexing="ij")
         stage_values = [g.ravel() for g in grids]
         stage_weights = np.ones(1)
-        for _ in stage:
+        for _ in stage_directions:
             stage_weights = np.multiply.outer(stage_weights, weights).ravel()
         count, points = len(x_nodes), len(stage_weights)
-        # the main batch (node i, stage point q), then a reference element and one unit element per final piece
-        batch = count * points + 1 + len(final)
+        # the main batch (node i, stage point q), then a reference element and one unit element per final
+        # direction
+        batch = count * points + 1 + len(final_directions)
         start = np.zeros(batch)
         start[: count * points] = np.repeat(x_nodes, points)
         values = {}
-        for p, column in zip(stage, stage_values):
-            value = np.zeros(batch)
-            value[: count * points] = np.tile(column, count)
-            values[p] = torch.from_numpy(value)[:, None]
-        for j, p in enumerate(final):
-            value = np.zeros(batch)
-            value[count * points + 1 + j] = 1.0
-            values[p] = torch.from_numpy(value)[:, None]
+        for direction, column in zip(stage_directions, stage_values):
+            for p, loading in direction.items():
+                value = values.setdefault(p, np.zeros(batch))
+                value[: count * points] += loading * np.tile(column, count)
+        for j, direction in enumerate(final_directions):
+            for p, loading in direction.items():
+                values.setdefault(p, np.zeros(batch))[count * points + 1 + j] = loading
+        values = {p: torch.from_numpy(value)[:, None] for p, value in values.items()}
         noise = QuadratureNoise(batch, values, self.independent_stages)
         out = self._run(torch.from_numpy(start)[:, None], lam_s, lam_t, noise, count=True)[:, 0].numpy()
         if noise.pieces != recorder.pieces:
             raise RuntimeError(f"{self.method.id} drew different noise pieces for different batches")
         reference = out[count * points]
-        spread = math.sqrt(sum((out[count * points + 1 + j] - reference) ** 2 for j in range(len(final))))
+        spread = math.sqrt(
+            sum((out[count * points + 1 + j] - reference) ** 2 for j in range(len(final_directions)))
+        )
         return out[: count * points].reshape(count, points), stage_weights, spread
+
+    def _directions(self, recorder: QuadratureNoise, lam_s, lam_t) -> tuple[list[dict], list[dict]]:
+        """The stage and final directions in the step's piece normals, each {piece: loading}: X_{k+1} is a
+        function of the stage directions' normals plus a linear function of the final ones.
+
+        Usually each piece is its own direction, a stage one if a model evaluation followed it. When a piece
+        was drawn jointly with an earlier one (ESRA's time-integral noise), stage pieces may enter the model
+        only through a combination: a probe step with one unit normal per piece gives the model inputs' linear
+        map of the piece normals, whose row space (orthonormal, by SVD) holds the stage directions and whose
+        complement enters the output linearly, as final directions."""
+        pieces = range(len(recorder.pieces))
+        if not any(piece.given for piece in recorder.pieces):
+            stage = sorted(recorder.stage_pieces)
+            return [{p: 1.0} for p in stage], [{p: 1.0} for p in pieces if p not in recorder.stage_pieces]
+        count = len(recorder.pieces)
+        values = {p: torch.from_numpy(np.eye(count + 1)[:, 1 + p].copy())[:, None] for p in pieces}
+        inputs = []
+        self._run(
+            torch.zeros(count + 1, 1, dtype=torch.float64),
+            lam_s,
+            lam_t,
+            QuadratureNoise(count + 1, values),
+            count=False,
+            inputs=inputs,
+        )
+        loadings = np.stack([(u[1:, 0] - u[0, 0]).numpy() for u in inputs])
+        _, singular, rows = np.linalg.svd(loadings)
+        rank = int((singular > 1e-12 * max(singular.max(), 1e-300)).sum())
+        return (
+            [dict(zip(pieces, row)) for row in rows[:rank]],
+            [dict(zip(pieces, row)) for row in rows[rank:]],
+        )
 
     def deterministic(self, x_nodes: np.ndarray, lam_s: float, lam_t: float) -> np.ndarray:
         """One step on the nodes x of a chain that draws no noise (`draws_noise`): no dry run, no quadrature."""
@@ -188,11 +212,13 @@ class StepMap:
         """One step of a single element with every piece 0, uncounted: `recorder` learns the pieces."""
         self._run(torch.zeros(1, 1, dtype=torch.float64), lam_s, lam_t, recorder, count=False)
 
-    def _run(self, x, lam_s, lam_t, noise, count):
+    def _run(self, x, lam_s, lam_t, noise, count, inputs=None):
         evaluator = ModelEvaluator(self.denoiser, self.method.prediction, self.sigma_data)
 
         def model(u, lam):
             noise.model_called()
+            if inputs is not None:
+                inputs.append(u.detach().clone())
             return evaluator(u, math.exp(-lam))
 
         x_next, _, state = self.method.step(x, lam_s, lam_t, model, noise, self.state)
