@@ -169,6 +169,11 @@ def stage_states(
     nu_start = nu.subs(lam, lam_start)
     h_nu = nu.subs(lam, lam_end) - nu_start
     states = []
+    if any(stage.noise != "increment" for stage in scheme.stages[:-1]):
+        raise NotImplementedError(
+            f"{scheme.name}: stage_states adds increment stage noise only; the time-integral noise is "
+            "expanded in analysis.orders and analysis.nonlinear"
+        )
     for stage, weights in zip(scheme.stages, scheme.weights()):
         fraction = sp.sympify(stage.fraction).subs(parameters)
         lam_stage = lam_end if fraction == 1 else solution.log_snr_of(nu_start + fraction * h_nu)

@@ -9,6 +9,7 @@ exact (docs/mathematics.md, "The noise split").
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -87,13 +88,16 @@ class TimeIntegralFunctional:
     def name(self) -> str:
         return f"R[{self.prediction}, {self.parameter}]"
 
+    @functools.cached_property
+    def noise(self):
+        """K, the parameterisation's noise process."""
+        if self.prediction == "edm":
+            return functional_for("edm", 1.0, self.parameter)
+        return functional_for(self.prediction, self.parameter)
+
     def kernel(self, u):
         """k_K(u) A(u)."""
-        if self.prediction == "edm":
-            noise = functional_for("edm", 1.0, self.parameter)
-        else:
-            noise = functional_for(self.prediction, self.parameter)
-        return noise.kernel(u) * self.antiderivative(torch.as_tensor(u, dtype=torch.float64))
+        return self.noise.kernel(u) * self.antiderivative(torch.as_tensor(u, dtype=torch.float64))
 
     def antiderivative(self, lam):
         """A(lambda), the weight of K's increment in the stage noise."""
