@@ -240,6 +240,7 @@ EXACT_WEAK_METHODS = (
     + [(name, ()) for name in ("euler-maruyama", "ddpm", "sde-dpm-solver++-1")]
     + [(f"dpm-solver{plus}-{order}", ()) for plus in ("", "++") for order in (1, 2, 3)]
     + [("ddim", ()), ("edm-heun", ()), EDM_CHURN]
+    + [("esra", (("prediction", prediction),)) for prediction in ("data", "edm")]
 )
 # the accuracy check: these (problem, method) cells are recomputed at the refined resolution (twice the grid
 # nodes, more quadrature nodes, more panels) at these step counts on the lambda grid: every method on the

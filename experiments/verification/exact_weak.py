@@ -509,7 +509,7 @@ def weak_errors(method, problem, sigmas, resolution=None, independent_stages=Fal
 # Step counts whose smoothed L1 distance is below this are not used to fit an order: several times the
 # largest change that refining the resolution makes to a distance (the logistic law's grid, whose spacing is
 # the coarsest against the smoothing width; docs/exact-weak.md, "Accuracy").
-L1_FLOOR = 1e-8
+L1_FLOOR = 2e-8
 FIT_POINTS = 3  # the fit uses the largest step counts that are resolved, this many
 
 
