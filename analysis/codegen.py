@@ -17,7 +17,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.str import StrPrinter
 
-from seeds.analysis import exact, methods, orders, phi, schemes
+from seeds.analysis import exact, methods, orders, phi, schemes, stability
 
 OUTPUT = Path(__file__).resolve().parent.parent / "solvers" / "_coefficients.py"
 COMMAND = "make coefficients (seeds coefficients)"
@@ -400,6 +400,8 @@ def _method_table() -> str:
         "# global strong and weak orders and the local error powers p1, p2, q2; None where the one-step expansion",
         "# has no model of the method. nonlinear_orders: the orders with a nonlinear model output",
         "# (seeds.analysis.nonlinear), for the singlestep exponential SDE methods; None for the others.",
+        "# largest_stable_step: the largest step in lambda whose mean factor on a point-mass data law stays <= 1",
+        "# (seeds.analysis.stability; math.inf: none up to its LARGEST_STEP), for the singlestep exponential methods.",
         "METHOD_TABLE = {",
     ]
     for row in methods.METHODS.values():
@@ -410,6 +412,9 @@ def _method_table() -> str:
             else None
         )
         fields["nonlinear_orders"] = orders.nonlinear_predicted_orders().get(row.id)
+        fields["largest_stable_step"] = (
+            stability.largest_stable_step(row.id) if stability.has_amplification(row.id) else None
+        )
         lines.append(f"    {row.id!r}: {_literal(fields)},")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -162,14 +162,15 @@ def stage_states(
           + noise_scale(lam_k) dK_k,
     with lam_k at fraction c_k of the step in the kernel variable. `model_values` maps a node fraction
     (0 for the start, c_k for stage k, -r for a previous step) to the model output there; `noise_increments`
-    maps c_k to K(lam_k) - K(lam_s) of the parameterisation's noise process; `parameters` fixes c2, c3, r.
+    maps c_k to K(lam_k) - K(lam_s) of the parameterisation's noise process (empty: the mean step, which a
+    time-integral stage also has); `parameters` fixes c2, c3, r.
     """
     parameters = parameters or {}
     nu = solution.kernel_variable
     nu_start = nu.subs(lam, lam_start)
     h_nu = nu.subs(lam, lam_end) - nu_start
     states = []
-    if any(stage.noise != "increment" for stage in scheme.stages[:-1]):
+    if noise_increments and any(stage.noise != "increment" for stage in scheme.stages[:-1]):
         raise NotImplementedError(
             f"{scheme.name}: stage_states adds increment stage noise only; the time-integral noise is "
             "expanded in analysis.orders and analysis.nonlinear"

@@ -25,6 +25,7 @@ from seeds.solvers import _coefficients as generated
 from seeds.solvers.brownian import B, functional_for, time_integral_functional_for
 from seeds.solvers.coefficients import KERNEL_RATES, parameterisation
 from seeds.solvers.models import check_prediction, convert
+from seeds.solvers.schedules import GridError
 
 METHOD_TABLE = generated.METHOD_TABLE
 
@@ -87,11 +88,65 @@ class Method:
         orders = METHOD_TABLE[self.id]["nonlinear_orders"]
         return None if orders is None else dict(orders)
 
+    @property
+    def largest_stable_step(self) -> float | None:
+        """The largest step in lambda whose mean factor on a point-mass data law stays <= 1 at every start
+        (seeds.analysis.stability; math.inf if none grows), at the method's default options; None where the
+        analysis has no model of the method (multistep and non-exponential methods)."""
+        return METHOD_TABLE[self.id]["largest_stable_step"]
+
+    def point_mass_factors(self, sigmas) -> list[float]:
+        """x_next / x of every step between positive sigmas on a point-mass data law (D = 0) without noise:
+        the stiffest linear test problem, where the reverse SDE contracts the state by e^{-(1 + eta^2) h}
+        (docs/esra.md, "Stability"). A factor above 1 in size is a step that grows the state and its errors."""
+        x = torch.ones(1, dtype=torch.float64)
+        sigma_data = getattr(self, "sigma_data", 0.5)
+
+        def model(u, lam):
+            level = torch.tensor(math.exp(-lam), dtype=u.dtype)
+            return convert("data", torch.zeros_like(u), u, level, self.prediction, sigma_data)
+
+        levels = [float(level) for level in sigmas if float(level) > 0]
+        state, factors = self.init(x, sigmas), []
+        for sigma_s, sigma_t in zip(levels, levels[1:]):
+            x_next, _, state = self.step(x, -math.log(sigma_s), -math.log(sigma_t), model, _Silence(), state)
+            factors.append(float(x_next / x))
+            x = x_next
+        return factors
+
+    def check_grid(self, sigmas):
+        """What the samplers call before solving: a method whose row refuses growing steps (ESRA) raises a
+        GridError for a grid with a step that grows the state on a point-mass data law. The verification
+        tools (exact-linear, exact-weak) skip this, to study a scheme on any grid."""
+        if not METHOD_TABLE[self.id]["refuses_growing_steps"]:
+            return
+        levels = [float(level) for level in sigmas if float(level) > 0]
+        factors = self.point_mass_factors(levels)
+        growing = [(k, abs(factor)) for k, factor in enumerate(factors) if abs(factor) > 1 + 1e-9]
+        if growing:
+            k, factor = max(growing, key=lambda item: item[1])
+            raise GridError(
+                f"{self.id}: {len(growing)} step(s) of this grid grow the state, the largest from sigma "
+                f"{levels[k]:.4g} to {levels[k + 1]:.4g} by {factor:.3g} on a point-mass data law, where the SDE "
+                f'contracts it (docs/esra.md, "Stability"): take more steps (steps of at most '
+                f"{self.largest_stable_step:.3g} in log-SNR never grow), or prediction='data', which never grows"
+            )
+
     def init(self, x, sigmas) -> StepState:
         return StepState()
 
     def step(self, x, lam_s, lam_t, model, noise, state):
         raise NotImplementedError
+
+
+class _Silence:
+    """A noise source of zeros: the mean step."""
+
+    def increment(self, functional, lam_a, lam_b):
+        return torch.zeros(1, dtype=torch.float64)
+
+    def fresh(self, key):
+        return torch.zeros(1, dtype=torch.float64)
 
 
 @dataclass

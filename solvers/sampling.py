@@ -40,6 +40,7 @@ def sample(
     progress=False,
     extra_args=None,
     dtype=torch.float64,
+    allow_growing_steps=False,
     **options,
 ) -> SampleResult:
     """Solve from sigmas[0] to sigmas[-1] with `method` (a name of METHODS, with its options); the solver
@@ -48,7 +49,9 @@ def sample(
     `path` supplies all noise of stochastic methods: a noise source of seeds.solvers.brownian (BrownianPath,
     AdaptiveBrownianPath, PartitionPath, IndependentPieces) or a k-diffusion noise_sampler(sigma,
     sigma_next) returning standard normals; without one they draw from torch's global generator, as
-    k-diffusion does. `prediction` chooses the parameterisation of the methods that run in any."""
+    k-diffusion does. `prediction` chooses the parameterisation of the methods that run in any.
+    `allow_growing_steps` lets a method that refuses grids whose steps grow the state on a point-mass data law
+    (ESRA's noise and EDM forms, docs/esra.md "Stability") run them anyway: for convergence studies."""
     check_prediction(prediction)
     if method in CHOOSE_PREDICTION:
         options["prediction"] = prediction
@@ -70,6 +73,8 @@ def sample(
     sigmas = check_vs_grid(sigmas, low, high, tolerance=end_tolerance(x.dtype), range_of="the noise path")
     if float(sigmas[0]) > torch.finfo(x.dtype).max:
         raise GridError(f"sigmas[0] = {float(sigmas[0])!r} does not fit x's dtype {x.dtype}")
+    if not allow_growing_steps:
+        solver.check_grid(sigmas)
     evaluator = ModelEvaluator(model, solver.prediction, sigma_data, extra_args, model_dtype=x.dtype)
 
     def model_at(u, lam):

@@ -12,7 +12,15 @@ import scipy.stats
 import torch
 
 from seeds.experiments.verification.exact_linear import BasisPieces, affine_denoiser, exact_output_variance
-from seeds.solvers import BrownianPath, PartitionPath, make_method, noise_levels, sample, sample_esra
+from seeds.solvers import (
+    BrownianPath,
+    GridError,
+    PartitionPath,
+    make_method,
+    noise_levels,
+    sample,
+    sample_esra,
+)
 from seeds.solvers.brownian import (
     IndependentPieces,
     covariance,
@@ -80,12 +88,12 @@ def test_a_joint_draw_needs_the_first_functional_over_the_interval():
         recorder.increment(second, 0.0, 1.0)
 
 
-@pytest.mark.parametrize("prediction", ["data", "edm"])
 @pytest.mark.parametrize("grid", ["lambda", "edm"])
-def test_finite_samples_from_four_steps_with_the_exact_variance(prediction, grid):
-    """Gaussian data N(0, 0.49), 4 steps from sigma 80: the samples are finite and their variance agrees
-    with the exact output variance of the scheme (exact_linear; 0.13-0.45 against the target 0.49: few steps
-    under-disperse, docs/esra.md) within its 99.9% chi-square interval."""
+def test_finite_samples_from_four_steps_with_the_exact_variance(grid):
+    """Gaussian data N(0, 0.49), 4 steps from sigma 80 in data prediction: the samples are finite and their
+    variance agrees with the exact output variance of the scheme (exact_linear; 0.13-0.45 against the target
+    0.49: few steps under-disperse, docs/esra.md) within its 99.9% chi-square interval."""
+    prediction = "data"
     sigmas = noise_levels(grid, 4, 0.002, 80.0)
     count = 2000
     x = torch.randn(count, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * math.sqrt(
@@ -100,6 +108,19 @@ def test_finite_samples_from_four_steps_with_the_exact_variance(prediction, grid
     ratio = float(result.samples.var()) / exact
     low, high = scipy.stats.chi2.ppf([5e-4, 1 - 5e-4], count - 1) / (count - 1)
     assert low < ratio < high
+
+
+@pytest.mark.parametrize("prediction", ["noise", "edm"])
+@pytest.mark.parametrize("grid", ["lambda", "edm"])
+def test_noise_and_edm_prediction_refuse_a_grid_whose_steps_grow(prediction, grid):
+    """4 steps to sigma 0.002: the noise form grows the point-mass state at every step of the lambda grid
+    (by 6.9), the EDM form at its steps below sigma_data (docs/esra.md, "Stability"); the error names the
+    step and the remedies."""
+    sigmas = noise_levels(grid, 4, 0.002, 80.0)
+    x = torch.zeros(2, 1, dtype=torch.float64)
+    with pytest.raises(GridError, match=r"grow the state, the largest from sigma .* prediction='data'"):
+        sample(affine_denoiser([0.0], [0.49]), x, sigmas, method="esra", prediction=prediction)
+    make_method("esra", prediction="data").check_grid(sigmas)  # the data form never grows
 
 
 def test_the_partition_path_needs_only_the_grid():
