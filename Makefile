@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 PEERS := "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" "trampoline==0.1.2"
 
-.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring exact-weak model model-mnist figures bench digits-mixture clean
+.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring exact-weak model model-mnist figures bench esra-quality digits-mixture clean
 
 setup: $(SETUP)
 
@@ -64,6 +64,11 @@ figures: $(SETUP)
 # speed measured in one run (results/bench.{json,md}); run it on an otherwise idle machine
 bench: $(SETUP)
 	$(VENV)/bin/seeds bench $(BENCH_ARGS)
+
+# ESRA against SEEDS-3 and k-diffusion's SDE samplers, quality against NFE (~30 minutes on 2 cores)
+esra-quality: $(SETUP)
+	$(PY) -m pip install -q -e ".[fit]"
+	$(VENV)/bin/seeds esra-quality
 
 digits-mixture: $(SETUP)
 	$(PY) -m pip install -e ".[fit]"

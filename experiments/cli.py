@@ -715,6 +715,30 @@ def _run_bench(args) -> int:
     return 0
 
 
+def _esra_quality_command(subparsers):
+    parser = subparsers.add_parser(
+        "esra-quality",
+        formatter_class=HelpFormatter,
+        help="ESRA against SEEDS-3 and k-diffusion's SDE samplers, quality against NFE: results/esra_quality.*",
+        description="Sample quality against NFE from 7 to 193 of ESRA, SEEDS-3 and k-diffusion's SDE samplers "
+        "on the 16-d Gaussian, the digits mixture and the committed digits UNet, with 95% bootstrap intervals; "
+        "writes results/esra_quality.{json,md} and figures/esra_quality.{png,pdf} (docs/esra.md). Needs the "
+        "peers (make peers). About 30 minutes on 2 cores; finished cells are kept.",
+    )
+    parser.add_argument("--results", type=Path, default=config.RESULTS, help="folder of the result files")
+    parser.add_argument("--figures", type=Path, default=config.FIGURES, help="folder of the figures")
+    parser.set_defaults(run=_run_esra_quality)
+
+
+def _run_esra_quality(args) -> int:
+    from seeds.experiments.jobs import esra_quality
+
+    _check_output_folder("--results", args.results)
+    _check_output_folder("--figures", args.figures)
+    print(esra_quality.run(args.results, args.figures))
+    return 0
+
+
 def _train_command(subparsers):
     from seeds.experiments.models.unet import UNetConfig
 
@@ -845,6 +869,7 @@ COMMANDS = (
     _exact_weak_table_command,
     _figures_command,
     _bench_command,
+    _esra_quality_command,
     _train_command,
     _train_classifier_command,
     _digits_mixture_command,

@@ -196,6 +196,18 @@ PEER_SAMPLERS = (
     PeerSampler("ours SEEDS-2 (data)", "seeds-2", (("prediction", "data"),), 2, peer=False),
     PeerSampler("ours SEEDS-3 (data)", "seeds-3", (("prediction", "data"),), 3, peer=False),
 )
+# ESRA's comparison (`seeds esra-quality`, docs/esra.md): the peers' problems and protocol, 6 k + 1 budgets from
+# 7 to 193 (ratio <= 1.5 between neighbours, every sampler spends exactly the budget), ESRA in data prediction
+# (the noise and EDM forms refuse the EDM grid's growing last steps below 19 steps, docs/esra.md)
+ESRA_NFE_BUDGETS = (7, 13, 19, 25, 37, 49, 73, 97, 145, 193)
+ESRA_SAMPLERS = (
+    PeerSampler("ours ESRA (data)", "esra", (("prediction", "data"),), 2, peer=False),
+    PeerSampler("ours SEEDS-3 (data)", "seeds-3", (("prediction", "data"),), 3, peer=False),
+    PeerSampler("k-diffusion euler_ancestral", "sample_euler_ancestral", noise_sampler=True),
+    PeerSampler("k-diffusion dpmpp_sde", "sample_dpmpp_sde", (), 2, noise_sampler=True),
+    PeerSampler("k-diffusion dpmpp_2m_sde", "sample_dpmpp_2m_sde", noise_sampler=True),
+    PeerSampler("k-diffusion dpmpp_3m_sde", "sample_dpmpp_3m_sde", noise_sampler=True),
+)
 # mathematically the same method given the same sigmas: their samples must agree to 1e-10 in float64
 SAME_METHOD = ("ours DPM-Solver++(2M)", "k-diffusion dpmpp_2m")
 AGREEMENT_TOLERANCE = 1e-10

@@ -1,5 +1,5 @@
-"""The peers' figure of `seeds bench`: sample quality against NFE for k-diffusion's samplers and ours on the
-same denoisers, one panel per problem (docs/benchmarks.md)."""
+"""Sample quality against NFE for k-diffusion's samplers and ours on the same denoisers, one panel per problem:
+the peers' figure of `seeds bench` (docs/benchmarks.md) and ESRA's comparison (docs/esra.md)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ from matplotlib.ticker import NullFormatter
 from seeds.figures.style import plt, save
 
 
-def quality_figure(peers: dict, folder: Path, same_method: tuple[str, str]) -> None:
-    """`same_method`: the labels of two samplers that are one method (their samples agree to rounding),
-    drawn as one curve named for both."""
+def quality_figure(peers: dict, folder: Path, name: str, same_method: tuple[str, str] | None = None) -> None:
+    """Writes `name`.{png,pdf}. `same_method`: the labels of two samplers that are one method (their samples
+    agree to rounding), drawn as one curve named for both."""
     problems = peers["problems"]
     figure, axes = plt.subplots(1, len(problems), figsize=(5.2 * len(problems), 4.8), squeeze=False)
     for axis, panel in zip(axes[0], problems.values()):
         curves: dict[str, list] = {}
         for row in panel["rows"]:
             curves.setdefault(row["cell"]["sampler"], []).append(row)
-        curves[f"{same_method[1]} = {same_method[0]}"] = curves.pop(same_method[1])
-        curves.pop(same_method[0])
+        if same_method is not None:
+            curves[f"{same_method[1]} = {same_method[0]}"] = curves.pop(same_method[1])
+            curves.pop(same_method[0])
         for index, (label, rows) in enumerate(curves.items()):
             rows.sort(key=lambda r: r["nfe"])
             color = plt.get_cmap("tab10")(index % 10)
@@ -40,4 +41,4 @@ def quality_figure(peers: dict, folder: Path, same_method: tuple[str, str]) -> N
         "k-diffusion samplers (dashed) and ours (solid): same sigmas, denoisers, starts and noise seeds"
     )
     figure.tight_layout()
-    save(figure, folder, "peers_quality")
+    save(figure, folder, name)

@@ -438,32 +438,9 @@ def bench_report(payload: dict) -> str:
             "Same Karras sigmas (80 -> 0.002, then 0), denoisers, starts and noise seeds for every sampler; noise "
             "from AdaptiveBrownianPath (heun's churn: torch's generator).",
             "",
-            peers_table(payload["peers"]),
+            peers.peers_table(payload["peers"]),
         ]
     return "\n".join(lines) + "\n"
-
-
-def peers_table(payload: dict) -> str:
-    """Markdown: the Frechet distance of every sampler at every budget, per problem."""
-    budgets = payload["budgets"]
-    lines = []
-    for panel in payload["problems"].values():
-        lines += [
-            f"### {panel['title']} (floor of exact draws: {panel['floor']:.3g})",
-            "",
-            "| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
-            "|---|" + "---|" * len(budgets),
-        ]
-        values: dict[str, dict] = {}
-        for row in panel["rows"]:
-            values.setdefault(row["cell"]["sampler"], {})[row["cell"]["budget"]] = row["frechet"]
-        for label, by_budget in values.items():
-            lines.append(f"| {label} | " + " | ".join(f"{by_budget[b]:.3g}" for b in budgets) + " |")
-        if panel["agreement"]:
-            worst = max(a["max_abs_difference"] for a in panel["agreement"])
-            lines += ["", f"{SAME_METHOD[0]} vs {SAME_METHOD[1]}: max |difference| {worst:.1e}"]
-        lines.append("")
-    return "\n".join(lines)
 
 
 def peer_quality(results: Path, figures: Path) -> dict | None:
@@ -475,7 +452,7 @@ def peer_quality(results: Path, figures: Path) -> dict | None:
         print(f"skipping the peers' quality comparison: {error}", file=sys.stderr)
         return None
     payload = peers.quality_vs_nfe(results / "bench_peers")
-    quality_figure(payload, figures, SAME_METHOD)
+    quality_figure(payload, figures, "peers_quality", SAME_METHOD)
     return payload
 
 

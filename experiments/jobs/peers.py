@@ -33,7 +33,7 @@ from seeds.experiments.config import (
     PeerSampler,
 )
 from seeds.experiments.metrics.features import data_floor, feature_metric
-from seeds.experiments.metrics.frechet import frechet_bootstrap
+from seeds.experiments.metrics.frechet import FeatureStatistics, frechet_bootstrap
 from seeds.experiments.metrics.mixture import exact_sample_floor, mixture_quality
 from seeds.experiments.models.loaders import resolve_checkpoint
 from seeds.experiments.problems import LearnedModel, make_problem
@@ -137,7 +137,8 @@ class PeerCell:
 def problems() -> dict:
     """name -> (title, denoiser, start(count, seed), quality(samples) -> dict, floor) of the three problems:
     16-d Gaussian (std 0.5) and the 64-d digits mixture against their exact data law (Frechet distance of
-    mean and covariance), the committed digits UNet against the digits' classifier features."""
+    mean and covariance), the committed digits UNet against the digits' classifier features; each with a 95%
+    bootstrap interval over the samples (200 resamples)."""
 
     def toy(name, options, title):
         problem = make_problem(name, options)
@@ -146,7 +147,16 @@ def problems() -> dict:
             return problem.sample_marginal(count, PEER_SIGMA_MAX, torch.Generator().manual_seed(seed))
 
         floor = exact_sample_floor(name, PEER_PROBLEM_SAMPLES[name], 0.0, problem_options=options)["frechet"]
-        return title, CountingDenoiser(problem), start, lambda s: mixture_quality(problem, s, 0.0), floor
+        exact = FeatureStatistics(problem.marginal_mean(), problem.marginal_covariance(0.0))
+
+        def quality(samples):
+            interval = frechet_bootstrap(samples.flatten(1).double().numpy(), exact, resamples=200, seed=0)
+            return {
+                **mixture_quality(problem, samples, 0.0),
+                "frechet_ci": [interval["low"], interval["high"]],
+            }
+
+        return title, CountingDenoiser(problem), start, quality, floor
 
     learned = LearnedModel(DEFAULT_CHECKPOINT, dtype="float32")
     features, reference, _ = feature_metric(
@@ -207,3 +217,34 @@ def quality_vs_nfe(store_folder, budgets=PEER_NFE_BUDGETS, samplers=PEER_SAMPLER
                     )
         out["problems"][name] = {"title": title, "floor": floor, "rows": rows, "agreement": agreement}
     return out
+
+
+def peers_table(payload: dict) -> str:
+    """Markdown: the Frechet distance of every sampler at every budget, per problem, with its 95% bootstrap
+    interval where the cell has one."""
+    budgets = payload["budgets"]
+    lines = []
+    for panel in payload["problems"].values():
+        lines += [
+            f"### {panel['title']} (floor of exact draws: {panel['floor']:.3g})",
+            "",
+            "| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
+        values: dict[str, dict] = {}
+        for row in panel["rows"]:
+            values.setdefault(row["cell"]["sampler"], {})[row["cell"]["budget"]] = _with_interval(row)
+        for label, by_budget in values.items():
+            lines.append(f"| {label} | " + " | ".join(by_budget[b] for b in budgets) + " |")
+        if panel["agreement"]:
+            worst = max(a["max_abs_difference"] for a in panel["agreement"])
+            lines += ["", f"{SAME_METHOD[0]} vs {SAME_METHOD[1]}: max |difference| {worst:.1e}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _with_interval(row: dict) -> str:
+    if "frechet_ci" not in row:
+        return f"{row['frechet']:.3g}"
+    low, high = row["frechet_ci"]
+    return f"{row['frechet']:.3g} [{low:.3g}, {high:.3g}]"

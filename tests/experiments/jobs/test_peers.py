@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seeds.experiments.config import PEER_SAMPLERS
+from seeds.experiments.config import ESRA_SAMPLERS, PEER_SAMPLERS
 from seeds.experiments.jobs import peers
 from seeds.experiments.jobs.peers import k_diffusion_sampling
 from seeds.experiments.problems.mixtures import ring_mixture
@@ -51,7 +51,9 @@ def test_the_comparison_grid_is_k_diffusions_karras_grid():
         assert torch.allclose(peers.karras_sigmas(budget, per_step), expected, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("sampler", PEER_SAMPLERS, ids=lambda s: s.label)
+@pytest.mark.parametrize(
+    "sampler", list({s.label: s for s in PEER_SAMPLERS + ESRA_SAMPLERS}.values()), ids=lambda s: s.label
+)
 def test_every_compared_sampler_spends_exactly_the_budget(sampler):
     """The figure's x axis is counted NFE; the budgets are chosen so that every sampler meets them exactly."""
     model = peers.CountingDenoiser(PROBLEM)
@@ -60,3 +62,42 @@ def test_every_compared_sampler_spends_exactly_the_budget(sampler):
         samples, nfe = peers.draw(sampler, model, x, budget, seed=1)
         assert nfe == budget
         assert samples.shape == x.shape and torch.isfinite(samples).all()
+
+
+def test_esra_quality_job_writes_intervals_table_and_figure(tmp_path, monkeypatch):
+    """The job end to end on a small stand-in problem: every sampler at every budget, each distance with its
+    bootstrap interval around it, and the figure."""
+    from seeds.experiments.jobs import esra_quality
+
+    problem = ring_mixture()
+    floor = 0.01
+
+    def quality(samples):
+        interval = peers.frechet_bootstrap(
+            samples.double().numpy(),
+            peers.FeatureStatistics(problem.marginal_mean(), problem.marginal_covariance(0.0)),
+            resamples=50,
+            seed=0,
+        )
+        return {"frechet": interval["fid"], "frechet_ci": [interval["low"], interval["high"]]}
+
+    def start(count, seed):
+        return problem.sample_marginal(count, 80.0, torch.Generator().manual_seed(seed))
+
+    stand_in = {"ring": ("ring", peers.CountingDenoiser(problem), start, quality, floor)}
+    monkeypatch.setattr(peers, "problems", lambda: stand_in)
+    monkeypatch.setitem(peers.PEER_PROBLEM_SAMPLES, "ring", 64)
+    monkeypatch.setattr(esra_quality, "ESRA_NFE_BUDGETS", (7, 13))
+    text = esra_quality.run(tmp_path / "results", tmp_path / "figures")
+    rows = [
+        line for line in text.splitlines() if line.startswith("| ours") or line.startswith("| k-diffusion")
+    ]
+    assert len(rows) == len(ESRA_SAMPLERS)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+        for cell in cells:
+            point, interval = cell.split(" [")
+            low, high = (float(v) for v in interval.rstrip("]").split(", "))
+            assert low <= high and float(point) > 0
+    assert (tmp_path / "figures" / "esra_quality.png").exists()
+    assert (tmp_path / "results" / "esra_quality.json").exists()
