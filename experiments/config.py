@@ -152,8 +152,13 @@ DATA_FLOOR_DRAWS = 20
 # ---------------------------------------------------------------------------------------- seeds bench
 
 OVERHEAD_METHODS = (
-    SEEDS_METHODS + PATH_BASELINES + [EDM_CHURN, ("dpm-solver++-2m", ()), ("dpm-solver++-3", ())]
+    SEEDS_METHODS
+    + PATH_BASELINES
+    + [EDM_CHURN, ("dpm-solver++-2m", ()), ("dpm-solver++-3", ())]
+    + [("esra", (("prediction", "data"),))]
 )
+# the methods timed with every noise source: SEEDS-3, and ESRA, which draws a second functional jointly
+OVERHEAD_PATH_METHODS = [("seeds-3", (("prediction", "data"),)), ("esra", (("prediction", "data"),))]
 BENCH_BATCH, BENCH_STEPS = 256, 20
 BENCH_SIGMA_MIN, BENCH_SIGMA_MAX = 0.002, 80.0
 TARGET_SEEDS_3_OVERHEAD = 0.05

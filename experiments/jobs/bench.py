@@ -4,8 +4,8 @@
 1. Solver overhead: per-step time spent outside the model, per method, as a fraction of one evaluation of the
    default UNet (the committed digits model, batch 256, 8x8, float32 network, float64 solver state). The
    solver runs with a model that returns a stored output (its cost is the driver's checks and conversions,
-   which count as overhead); noise from torch's generator (k-diffusion's convention) and, for SEEDS-3, from
-   BrownianPath and AdaptiveBrownianPath too.
+   which count as overhead); noise from torch's generator (k-diffusion's convention) and, for SEEDS-3 and
+   ESRA, from BrownianPath and AdaptiveBrownianPath too.
 2. Brownian noise per query for a 20-step sampling pattern (consecutive sigma pairs of an EDM grid) at
    (256, 64) and (256, 784): BrownianPath and AdaptiveBrownianPath as noise samplers, k-diffusion's
    BrownianTreeNoiseSampler (torchsde's BrownianInterval) and torch.randn_like of the same size, timed in
@@ -44,6 +44,7 @@ from seeds.experiments.config import (
     DEFAULT_MODEL,
     MEMORY_SHAPE,
     OVERHEAD_METHODS,
+    OVERHEAD_PATH_METHODS,
     QUERY_SHAPES,
     SAME_METHOD,
     TARGET_RATIO_TO_RANDN_LIKE,
@@ -118,7 +119,7 @@ def solver_overhead(denoiser, repeats: int, device=CPU) -> dict:
         stored = StoredOutput(denoiser(x, sigma))
     rows = {}
     cases = [(m, o, "torch generator") for m, o in OVERHEAD_METHODS] + [
-        ("seeds-3", (("prediction", "data"),), name) for name in PATH_TYPES
+        (m, o, name) for m, o in OVERHEAD_PATH_METHODS for name in PATH_TYPES
     ]
     sigmas = noise_levels("edm", BENCH_STEPS, BENCH_SIGMA_MIN, BENCH_SIGMA_MAX)
     for method, options, noise in cases:
