@@ -58,3 +58,15 @@ def test_the_generated_limit_is_where_a_step_first_grows(method_id):
 def test_data_prediction_and_the_ode_solvers_never_grow():
     for method_id in ("esra/data", "seeds-3/data", "sde-dpm-solver++-1", "dpm-solver-3", "dpm-solver++-2"):
         assert METHOD_TABLE[method_id]["largest_stable_step"] == math.inf
+
+
+def test_every_method_reports_finite_point_mass_factors():
+    """Method.point_mass_factors runs any method's own step (multistep, churn and the Euler-Maruyama update
+    included); Euler-Maruyama's factor is 1 - 2h, growing beyond h = 1 as explicit Euler does."""
+    sigmas = [80.0, 20.0, 2.0, 0.2, 0.002]
+    for name in sorted({row.name for row in METHODS.values()}):
+        factors = make_method(name).point_mass_factors(sigmas)
+        assert len(factors) == 4 and all(math.isfinite(f) for f in factors), name
+    euler = make_method("euler-maruyama").point_mass_factors(sigmas)
+    steps = [math.log(a / b) for a, b in zip(sigmas, sigmas[1:])]
+    assert euler == pytest.approx([1 - 2 * h for h in steps], rel=1e-12)
