@@ -128,8 +128,9 @@ class Method:
             raise GridError(
                 f"{self.id}: {len(growing)} step(s) of this grid grow the state, the largest from sigma "
                 f"{levels[k]:.4g} to {levels[k + 1]:.4g} by {factor:.3g} on a point-mass data law, where the SDE "
-                f'contracts it (docs/esra.md, "Stability"): take more steps (steps of at most '
-                f"{self.largest_stable_step:.3g} in log-SNR never grow), or prediction='data', which never grows"
+                f'contracts it (docs/esra.md, "Stability"): take more steps (with the default options, steps of '
+                f"at most {self.largest_stable_step:.3g} in log-SNR never grow), or prediction='data', which never "
+                "grows"
             )
 
     def init(self, x, sigmas) -> StepState:
