@@ -11,6 +11,8 @@ import pytest
 import scipy.stats
 import torch
 
+from seeds.experiments.problems import make_problem
+from seeds.experiments.problems.lines import LINE_PROBLEMS
 from seeds.experiments.verification.exact_linear import BasisPieces, affine_denoiser, exact_output_variance
 from seeds.solvers import (
     BrownianPath,
@@ -28,6 +30,7 @@ from seeds.solvers.brownian import (
     time_integral_functional_for,
 )
 from seeds.solvers.dry_run import query_times
+from tests.experiments.verification.test_exact_weak import exact_data
 
 PARAMETERISATIONS = ("noise", "data", "edm")
 SAMPLES = 4000
@@ -152,3 +155,24 @@ def test_the_method_carries_its_nonlinear_orders():
     assert method.nonlinear_orders == {"strong": 1.5, "weak": 2.0}
     assert make_method("seeds-3", prediction="edm").nonlinear_orders == {"strong": 1.0, "weak": 2.0}
     assert make_method("dpm-solver-2").nonlinear_orders is None
+
+
+@pytest.mark.parametrize("problem", ["gaussian", "ring", "digits", "overlapping", "separated", "logistic"])
+def test_finite_samples_from_four_steps_on_every_toy_problem(problem):
+    """ESRA (data prediction, the default) from sigma 80 to 0.002 in 4 steps of the EDM grid on every toy
+    problem: finite samples no farther out than the data reach. The bound, twice the largest |x| of as many
+    exact data draws plus 1, is a blow-up detector: a growing step multiplies deviations by 7-35 per step
+    (docs/esra.md, "Stability"), the noise form ending at |x| ~ 1e3 and beyond."""
+    generator = torch.Generator().manual_seed(0)
+    count = 512
+    if problem in LINE_PROBLEMS:
+        line = LINE_PROBLEMS[problem]
+        denoiser, data = line.denoiser, exact_data(line, count, generator)[:, None]
+    else:
+        model = make_problem(problem)
+        denoiser, data = model, model.sample_marginal(count, 0.0, generator)
+    sigmas = noise_levels("edm", 4, 0.002, 80.0)
+    x = 80.0 * torch.randn(data.shape, generator=generator, dtype=torch.float64)
+    out = sample(denoiser, x, sigmas, method="esra", path=BrownianPath.from_sigmas(x, sigmas, seed=3)).samples
+    assert torch.isfinite(out).all()
+    assert out.abs().max() <= 2 * data.abs().max() + 1
