@@ -65,7 +65,7 @@ figures: $(SETUP)
 bench: $(SETUP)
 	$(VENV)/bin/seeds bench $(BENCH_ARGS)
 
-# ESRA against SEEDS-3 and k-diffusion's SDE samplers, quality against NFE (~30 minutes on 2 cores)
+# ESRA against SEEDS-3 and k-diffusion's SDE samplers, quality against NFE (~1 h measured on 2 cores shared with another job)
 esra-quality: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
 	$(VENV)/bin/seeds esra-quality

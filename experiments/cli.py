@@ -723,7 +723,7 @@ def _esra_quality_command(subparsers):
         description="Sample quality against NFE from 7 to 193 of ESRA, SEEDS-3 and k-diffusion's SDE samplers "
         "on the 16-d Gaussian, the digits mixture and the committed digits UNet, with 95% bootstrap intervals; "
         "writes results/esra_quality.{json,md} and figures/esra_quality.{png,pdf} (docs/esra.md). Needs the "
-        "peers (make peers). About 30 minutes on 2 cores; finished cells are kept.",
+        "peers (make peers). About an hour on 2 cores shared with another job (measured); finished cells are kept.",
     )
     parser.add_argument("--results", type=Path, default=config.RESULTS, help="folder of the result files")
     parser.add_argument("--figures", type=Path, default=config.FIGURES, help="folder of the figures")
