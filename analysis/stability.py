@@ -23,7 +23,7 @@ import mpmath
 import sympy as sp
 
 from seeds.analysis import methods as method_table
-from seeds.analysis import schemes
+from seeds.analysis import orders, schemes
 from seeds.analysis.exact import exact_solution, lam, sigma_data
 
 step = sp.Symbol("h", positive=True)  # the step in lambda
@@ -33,14 +33,6 @@ EDM_SIGMA_DATA = sp.Rational(1, 2)  # the EDM preconditioning's sigma_data (seed
 LARGEST_STEP = 12.0
 START_SIGMAS = tuple(10.0**k for k in (-3, -2, -1, 0, 1, 2, 3))
 _SCAN = 240  # steps scanned in (0, LARGEST_STEP] before the crossing is refined by bisection
-
-
-def _point_mass_gain(parameterisation: str) -> sp.Expr:
-    """gain(lambda) with model output = gain * x~ when D = 0."""
-    noise_scale = sp.exp(-lam)
-    skip = sigma_data**2 / (noise_scale**2 + sigma_data**2)
-    out = noise_scale * sigma_data / sp.sqrt(noise_scale**2 + sigma_data**2)
-    return {"noise": 1 / noise_scale, "data": sp.Integer(0), "edm": -skip / out}[parameterisation]
 
 
 def has_amplification(method_id: str) -> bool:
@@ -59,7 +51,8 @@ def amplification(method_id: str) -> sp.Expr:
     scheme = schemes.SCHEMES[row.scheme]
     parameters = dict(zip(scheme.parameters, row.fractions))
     solution = exact_solution(row.prediction, row.eta)
-    gain = _point_mass_gain(row.prediction).subs(sigma_data, EDM_SIGMA_DATA)
+    # the linear test problem's model gain at data variance 0: D = 0
+    gain = orders.model_gain(row.prediction).subs({orders.data_std: 0, sigma_data: EDM_SIGMA_DATA})
     nu = solution.kernel_variable
     nu_start = nu.subs(lam, lam_start)
     h_nu = nu.subs(lam, lam_start + step) - nu_start
