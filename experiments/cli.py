@@ -611,9 +611,10 @@ def _figures_command(subparsers):
     parser = subparsers.add_parser(
         "figures",
         formatter_class=HelpFormatter,
-        help="the learned-model experiments: strong orders, quality against NFE, sample grids",
-        description="Run (or resume) the experiments on a learned score model and write "
-        "results/learned/learned{,_long}.{json,md} and the figures; docs/learned-models.md describes them. "
+        help="the learned-model experiments: strong orders, the headline NFE-to-plateau table, sample grids",
+        description="Run (or resume) the experiments on a learned score model and the digits mixture and "
+        "write results/learned/learned{,_long,_quick}.{json,md} and the figures; docs/learned-models.md "
+        "describes them. "
         "Under torchrun (torchrun --nproc_per_node N -m seeds.experiments.cli figures) the sampling is "
         "sharded across ranks with the same results.",
     )
@@ -623,7 +624,11 @@ def _figures_command(subparsers):
         help="a checkpoint folder or EDM pickle; a relative path starts at the project's root",
     )
     parser.add_argument(
-        "--samples", type=_positive_integer, default=config.LEARNED_SAMPLES, help="samples per quality point"
+        "--samples",
+        type=_positive_integer,
+        default=None,
+        help="samples of the learned model per cell: 2 to 256, or a multiple of 256 (default: the scale's, "
+        "512 for the default scale)",
     )
     parser.add_argument(
         "--metric", default="classifier", choices=config.LEARNED_METRICS, help="sample quality measure"
@@ -646,9 +651,9 @@ def _figures_command(subparsers):
     parser.add_argument(
         "--scale",
         default="default",
-        choices=sorted(config.LEARNED_SCALES),
-        help="default: every method, NFE 6-48 (~12 min on 2 cores); long: the headline methods to NFE 288 "
-        "(~35 min); quick: a few cells, for tests",
+        choices=sorted(config.HEADLINE_SCALES),
+        help="default: every method at NFE 6-96, 512 samples (~20 min on 2 cores); long: NFE 6-192, 2048 "
+        "samples (hours on 2 cores, minutes on a GPU); quick: a few cells, for tests",
     )
     parser.set_defaults(run=_run_figures)
 
@@ -669,6 +674,11 @@ def _run_figures(args) -> int:
         raise UsageError(
             f"argument --reference: --metric fid needs it for {checkpoint}, which has no card.json naming "
             "its training images"
+        )
+    chunk = config.HEADLINE_SCALES[args.scale].chunk
+    if args.samples is not None and (args.samples < 2 or (args.samples > chunk and args.samples % chunk)):
+        raise UsageError(
+            f"argument --samples: {args.samples} must be 2 to {chunk} or a multiple of {chunk} (the chunk of seeds)"
         )
     _check_noise_range(args.sigma_min, args.sigma_max)
     _check_output_folder("--results", args.results)

@@ -126,27 +126,64 @@ RESOLVED_STANDARD_ERRORS = 3.0  # a coupled weak difference counts as resolved t
 
 # -------------------------------------------------------------------------- seeds figures (learned model)
 
+ESRA_DATA = ("esra", (("prediction", "data"),))
 # the earlier SDE methods whose NFE the headline claim compares to SEEDS'
 EARLIER_SDE_METHODS = PATH_BASELINES + [EDM_CHURN]
 LEARNED_STRONG_METHODS = (
     SEEDS_METHODS + PATH_BASELINES
 )  # EDM churn draws fresh noise: no path, no strong error
-LEARNED_QUALITY_METHODS = SEEDS_METHODS + EARLIER_SDE_METHODS
-NFE_GRID = (6, 9, 12, 18, 24, 36, 48)
-# `--scale long`: the methods the headline claim compares (DDPM ancestral is SEEDS-1/data, computed as a
-# check), on a grid long enough for the SDE methods to converge
-LONG_METHODS = [(f"seeds-{order}", (("prediction", "data"),)) for order in (1, 2, 3)] + EARLIER_SDE_METHODS
-LONG_NFE_GRID = NFE_GRID + (72, 96, 144, 192, 288)
-LEARNED_SCALES = {  # scale -> (NFE grid, methods) of the quality cells
-    "quick": ((6, 12, 24), LEARNED_QUALITY_METHODS),
-    "default": (NFE_GRID, LEARNED_QUALITY_METHODS),
-    "long": (LONG_NFE_GRID, LONG_METHODS),
+# the headline comparison (docs/learned-models.md): every SEEDS variant, the earlier SDE methods and ESRA
+HEADLINE_METHODS = SEEDS_METHODS + EARLIER_SDE_METHODS + [ESRA_DATA]
+# NFE 6 to 96, neighbours at most 1.25x apart (a method of k evaluations per step runs NFE // k steps, so its
+# own grid is coarser below 12 NFE: 6, 9, 12 for a 3-stage method)
+HEADLINE_NFE_GRID = (6, 7, 8, 10, 12, 15, 18, 22, 27, 33, 41, 51, 63, 78, 96)
+# the references: the same SDE on the same starts and Brownian path, solved by SEEDS-3/data at
+# REFERENCE_FACTOR x the grid's largest NFE and checked against ESRA/data (another scheme, strong order 1.5 on
+# additive noise) at the same NFE; EDM churn draws fresh noise and is compared with the probability-flow ODE
+# solved accurately (EDM's Heun without churn), checked against churn itself at that NFE
+SDE_REFERENCE = ("seeds-3", (("prediction", "data"),))
+SDE_CHECK_REFERENCE = ESRA_DATA
+ODE_REFERENCE = ("edm-heun", ())
+REFERENCE_FACTOR = 8
+# The plateau rule, fixed before the runs (docs/learned-models.md#the-headline-claim): a method has reached
+# the plateau at the first NFE from which its coupled Frechet distance to the reference stays at most
+# PLATEAU_FRACTION x the reference's own Frechet distance to the data (the model error at this sample count);
+# with independent solver and model errors, FD(method, data) ~ FD(reference, data) + FD(method, reference),
+# so the method's distance to the data is then within 5% of the converged one. The reference counts only when
+# its distance to its check is at most threshold / REFERENCE_MARGIN.
+PLATEAU_FRACTION = 0.05
+REFERENCE_MARGIN = 5.0
+# the digits mixture (exact score): the reference is the exact law; plateau = within 10% of the exact-sample
+# floor (the main job's rule, docs/results.md)
+MIXTURE_PLATEAU_TOLERANCE = 0.10
+BOOTSTRAP_RESAMPLES = 200
+
+
+@dataclass(frozen=True)
+class HeadlineScale:
+    """The sizes of `seeds figures`: NFE grid, samples of the learned model (per chunk of seeds) and of the
+    digits mixture."""
+
+    grid: tuple
+    samples: int
+    chunk: int
+    mixture_samples: int
+    methods: tuple = tuple(HEADLINE_METHODS)
+
+
+HEADLINE_SCALES = {
+    "quick": HeadlineScale(
+        (6, 12, 24), 64, 256, 256, (SDE_REFERENCE, PATH_BASELINES[0], EDM_CHURN, ESRA_DATA)
+    ),
+    # 512 samples: the largest count whose run stays under ~20 minutes on 2 cores (about 0.1 s per NFE at 512
+    # samples: ~7000 NFE of the methods plus ~3000 of the references); docs/learned-models.md has the timing
+    "default": HeadlineScale(HEADLINE_NFE_GRID, 512, 256, 2048),
+    # the larger version: 4x the samples, the grid continued to 192 NFE (~3 h on 2 cores; minutes on a GPU)
+    "long": HeadlineScale(HEADLINE_NFE_GRID + (120, 150, 192), 2048, 256, 8192),
 }
 # strong cells: quick -> (levels, paths), else the default; errors against the same method at 4x the finest
 LEARNED_STRONG_LEVELS = {True: ((4, 8, 16), 16), False: ((8, 16, 32, 64), 32)}
 LEARNED_METRICS = ("classifier", "fid")
-PLATEAU_TOLERANCE = 0.05
-LEARNED_SAMPLES = 512
 DATA_FLOOR_DRAWS = 20
 
 # ---------------------------------------------------------------------------------------- seeds bench

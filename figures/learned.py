@@ -19,49 +19,59 @@ def _style(index: int, label: str):
     return {"color": plt.get_cmap("tab20")(index % 20), "ls": "-" if label.startswith("seeds") else "--"}
 
 
-def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
+def _curves(results: list[dict], value) -> dict[str, list]:
     curves: dict[str, list] = {}
-    for result in payload["quality"]:
-        curves.setdefault(result["label"], []).append(result)
-    figure, axis = plt.subplots(figsize=(8.5, 5.5))
-    for index, (label, results) in enumerate(curves.items()):
-        results.sort(key=lambda r: r["nfe"])
-        nfe = [r["nfe"] for r in results]
-        values = [r["frechet"] for r in results]
-        low = [r["frechet_ci"][0] for r in results]
-        high = [r["frechet_ci"][1] for r in results]
-        style = _style(index, label)
-        axis.plot(nfe, values, marker="o", ms=3.5, label=label, **style)
-        axis.fill_between(nfe, low, high, color=style["color"], alpha=0.12)
-    plateau, floor = payload["plateau"], payload["data_floor"]
-    for name, line, label in (
-        ("all_methods", ":", "plateau: 5% above the best at max NFE"),
-        ("path_driven_sde", "-.", "plateau of the path-driven SDE methods"),
-    ):
-        axis.axhline(plateau[name]["threshold"], color="k", lw=0.8, ls=line, label=label)
-    if floor is not None:
-        axis.axhspan(
-            floor["min"],
-            floor["max"],
-            color="grey",
-            alpha=0.25,
-            label=f"data floor ({floor['samples']} images)",
-        )
+    for result in results:
+        curves.setdefault(result["label"], []).append((result["nfe"], value(result)))
+    return {label: sorted(points) for label, points in curves.items()}
+
+
+def _draw(axis, curves: dict[str, list]) -> None:
+    for index, (label, points) in enumerate(curves.items()):
+        nfe, values = zip(*points)
+        axis.plot(nfe, values, marker="o", ms=3, label=label, **_style(index, label))
     axis.set_xscale("log")
     axis.set_yscale("log")
-    # divergent low-NFE points (up to 1e9) would flatten the converged region; the table has their values
     axis.set_ylim(top=QUALITY_CEILING)
     axis.set_xlabel("NFE (model evaluations)")
-    axis.set_ylabel(f"Frechet distance (points above {QUALITY_CEILING:g} are off the chart)")
-    samples = payload["quality"][0]["samples"]
-    axis.set_title(
-        f"Learned digits model: {payload['metric']}, {samples} samples per point (95% bootstrap CI)"
+
+
+def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
+    """Three panels: the learned model's Frechet distance to the data and to the reference (same starts and
+    path), and the digits mixture's distance to its exact law, each with its plateau threshold."""
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    to_data, coupled, mixture = axes
+    _draw(to_data, _curves(payload["learned"], lambda r: r["measures"]["frechet_to_data"]))
+    reference = payload["model_error"]["sde"]
+    to_data.axhline(reference["fid"], color="k", lw=0.8, ls=":", label="SDE reference (the model error)")
+    ode = payload["model_error"]["ode"]
+    to_data.axhline(ode["fid"], color="k", lw=0.8, ls="-.", label="probability-flow ODE reference")
+    floor = payload["data_floor"]
+    if floor is not None:
+        to_data.axhspan(floor["min"], floor["max"], color="grey", alpha=0.25, label="data floor")
+    to_data.set_ylabel(f"Frechet distance (points above {QUALITY_CEILING:g} are off the chart)")
+    to_data.set_title(f"Learned model: distance to the data ({payload['samples']} samples)", fontsize=9)
+    to_data.legend(fontsize=6, ncol=2)
+
+    _draw(coupled, _curves(payload["learned"], lambda r: r["measures"]["coupled_frechet"]))
+    headline = payload["headline"]
+    coupled.axhline(headline["threshold"], color="k", lw=0.8, ls=":", label="plateau threshold")
+    coupled.set_title("Learned model: coupled distance to the reference (EDM churn: to the ODE)", fontsize=9)
+    coupled.set_ylim(bottom=min(0.05, headline["threshold"] / 4))
+    coupled.legend(fontsize=6, ncol=2)
+
+    _draw(mixture, _curves(payload["mixture"], lambda r: r["frechet_to_exact"]))
+    table = payload["mixture_headline"]
+    mixture.axhline(table["threshold"], color="k", lw=0.8, ls=":", label="plateau threshold")
+    mixture.axhline(table["floor"], color="grey", lw=0.8, ls="--", label="exact-sample floor")
+    mixture.set_title(
+        f"Digits mixture: distance to the exact law ({payload['mixture_samples']} samples)", fontsize=9
     )
-    axis.legend(fontsize=7, ncol=2)
+    mixture.legend(fontsize=6, ncol=2)
     save(figure, folder, f"quality_learned{suffix}")
 
 
-def strong_figure(payload: dict, folder: Path) -> None:
+def strong_figure(payload: dict, folder: Path, suffix: str = "") -> None:
     figure, axis = plt.subplots(figsize=(8.5, 5.5))
     for index, cell in enumerate(payload["strong"]):
         slope, low, high = cell["strong_slope"]
@@ -81,7 +91,7 @@ def strong_figure(payload: dict, folder: Path) -> None:
     paths = payload["strong"][0]["cell"]["paths"]
     axis.set_title(f"Strong error on the learned digits model ({paths} Brownian paths; slope = order in h)")
     axis.legend(fontsize=7)
-    save(figure, folder, "strong_learned")
+    save(figure, folder, f"strong_learned{suffix}")
 
 
 def _tile(flat_images: np.ndarray, size: int = 8, gap: int = 1) -> np.ndarray:
@@ -95,16 +105,13 @@ def _tile(flat_images: np.ndarray, size: int = 8, gap: int = 1) -> np.ndarray:
     return canvas
 
 
-def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
-    chosen = [c for c in cells if c["cell"]["nfe"] == nfe]
-    if not chosen:
-        return
+def sample_grid_figure(cells: list[dict], nfe: str, folder: Path, suffix: str = "") -> None:
     columns = 5
-    rows = math.ceil(len(chosen) / columns)
+    rows = math.ceil(len(cells) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, cell in zip(axes.flat, chosen):
+    for axis, cell in zip(axes.flat, cells):
         axis.imshow(
             _tile(np.asarray(cell["images"])), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest"
         )
@@ -112,19 +119,13 @@ def sample_grid_figure(cells: list[dict], nfe: int, folder: Path) -> None:
     figure.suptitle(
         f"Samples at NFE {nfe}: the same initial noise and Brownian path for every method", fontsize=9
     )
-    save(figure, folder, f"samples_learned_nfe{nfe}")
+    save(figure, folder, f"samples_learned_nfe{nfe}{suffix}")
 
 
 def make_figures(results: Path, folder: Path, suffix: str = "") -> None:
-    """Figures of results/learned{suffix}.json: the default scale (no suffix) or the long one ("_long")."""
+    """Figures of results/learned{suffix}.json (suffix "" for the default scale, "_long", "_quick")."""
     payload = json.loads((results / f"learned{suffix}.json").read_text())
     quality_figure(payload, folder, suffix)
-    cells = [json.loads((results / "cells" / f"{r['key']}.json").read_text()) for r in payload["quality"]]
-    grid = sorted({c["cell"]["nfe"] for c in cells})
-    small = 12 if 12 in grid else grid[0]  # where the methods still differ visibly
-    if suffix:
-        sample_grid_figure(cells, grid[-1], folder)
-    else:
-        strong_figure(payload, folder)
-        for nfe in (small, grid[-1]):
-            sample_grid_figure(cells, nfe, folder)
+    strong_figure(payload, folder, suffix)
+    for nfe, cells in payload["sample_grids"].items():
+        sample_grid_figure(cells, nfe, folder, suffix)
