@@ -15,6 +15,8 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from seeds.experiments.sources import ROOT, code_digest
 
 
@@ -117,3 +119,19 @@ class CellStore:
             result = run(cell)
             self.save(cell.key(), result)
         return result
+
+    def load_or_run_with_array(self, cell, run, save: bool = True) -> tuple[dict, np.ndarray]:
+        """The stored (result, array) of `cell`, or run(cell), stored before it is returned: the array first
+        (a .npy beside the result file), so a result file is only ever beside a complete array. `save` is
+        False on the ranks that only help."""
+        result = self.load(cell.key())
+        array_file = self.folder / f"{cell.key()}.npy"
+        if result is not None and array_file.exists():
+            return result, np.load(array_file)
+        result, array = run(cell)
+        if save:
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            atomic_write_bytes(array_file, buffer.getvalue())
+            self.save(cell.key(), result)
+        return result, array

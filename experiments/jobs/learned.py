@@ -52,13 +52,15 @@ from seeds.experiments.config import (
 from seeds.experiments.jobs.sharding import default_device, init_from_environment, is_main_process, shard_map
 from seeds.experiments.metrics.features import data_floor, feature_metric
 from seeds.experiments.metrics.frechet import FeatureStatistics, frechet_bootstrap
+from seeds.experiments.metrics.mixture import exact_draws
 from seeds.experiments.models.classifier import load_classifier
 from seeds.experiments.models.loaders import checkpoint_digest, resolve_checkpoint
 from seeds.experiments.problems import LearnedModel, make_problem
 from seeds.experiments.problems.digits import PARAMETERS as DIGITS_MIXTURE
 from seeds.experiments.results import CellStore, atomic_write_json, atomic_write_text, provenance
 from seeds.experiments.verification.convergence import Cell, run_cell
-from seeds.experiments.verification.coupled_quality import CoupledCell, load_or_run, run_coupled_cell
+from seeds.experiments.verification.coupled_quality import CoupledCell, run_coupled_cell
+from seeds.experiments.verification.mixture_quality import MixtureQualityCell, mixture_samples
 from seeds.experiments.verification.plateau import coupled_frechet, plateau_bootstrap
 from seeds.figures.learned import make_figures
 from seeds.solvers import make_method
@@ -66,6 +68,7 @@ from seeds.solvers import make_method
 CELL_ROOTS = (
     "seeds.experiments.verification.convergence",
     "seeds.experiments.verification.coupled_quality",
+    "seeds.experiments.verification.mixture_quality",
 )
 SAMPLE_GRID_IMAGES = 36  # the first samples of a cell, drawn in the sample grids
 
@@ -112,11 +115,12 @@ def steps_for(method: str, options: tuple, nfe: int) -> int:
 
 
 def headline_cells(base: CoupledCell, grid: tuple, methods) -> tuple[list[CoupledCell], dict]:
-    """(the methods' cells, each step count once; the references by role) of one problem."""
-    cells = []
-    for method, options in methods:
-        for steps in dict.fromkeys(steps_for(method, options, nfe) for nfe in grid):
-            cells.append(replace(base, method=method, options=options, steps=steps))
+    """(the methods' cells, each step count once; the references by role) of the learned model."""
+    cells = [
+        replace(base, method=method, options=options, steps=steps)
+        for method, options in methods
+        for steps in dict.fromkeys(steps_for(method, options, nfe) for nfe in grid)
+    ]
     finest = REFERENCE_FACTOR * grid[-1]
     references = {
         role: replace(base, method=method, options=options, steps=steps_for(method, options, finest))
@@ -211,7 +215,7 @@ def cell_measures(cell: dict, references: dict, data: FeatureStatistics) -> dict
     return measures
 
 
-def mixture_headline(cells: list[dict], exact_draws: np.ndarray, problem, sigma_min, resamples) -> dict:
+def mixture_headline(cells: list[dict], draws: np.ndarray, problem, sigma_min, resamples) -> dict:
     """The digits mixture's table: Frechet distance of each cell's samples to the exact law; plateau within
     MIXTURE_PLATEAU_TOLERANCE of the floor (exact draws of as many samples)."""
     exact_mean, exact_covariance = problem.marginal_mean(), problem.marginal_covariance(sigma_min)
@@ -230,24 +234,32 @@ def mixture_headline(cells: list[dict], exact_draws: np.ndarray, problem, sigma_
         return out
 
     def threshold(indices):
-        return (1 + MIXTURE_PLATEAU_TOLERANCE) * to_exact(exact_draws, indices)
+        return (1 + MIXTURE_PLATEAU_TOLERANCE) * to_exact(draws, indices)
 
-    everything = np.arange(exact_draws.shape[0])
+    everything = np.arange(draws.shape[0])
     for cell in cells:
         cell["frechet_to_exact"] = to_exact(cell["samples"], everything)
-    table = plateau_bootstrap(
-        exact_draws.shape[0], curves, threshold, SEEDS_LABELS, [c for c in COMPARED_LABELS], resamples
-    )
-    return {**table, "floor": to_exact(exact_draws, everything), "tolerance": MIXTURE_PLATEAU_TOLERANCE}
+    table = plateau_bootstrap(draws.shape[0], curves, threshold, SEEDS_LABELS, COMPARED_LABELS, resamples)
+    return {**table, "floor": to_exact(draws, everything), "tolerance": MIXTURE_PLATEAU_TOLERANCE}
 
 
-def _run_cells(store, cells, problem, device, main, description) -> list[dict]:
+def mixture_cells(grid: tuple, methods, samples: int) -> list[MixtureQualityCell]:
+    """The digits mixture's cells (the main job's kind: shared starts, independent noise per cell, as the
+    reference is the exact law), each step count once."""
+    return [
+        MixtureQualityCell("digits", method, options, nfe, samples=samples, seed=3)
+        for method, options in methods
+        for nfe in dict.fromkeys(
+            steps_for(method, options, n) * make_method(method, **dict(options)).nfe_per_step for n in grid
+        )
+    ]
+
+
+def _run_cells(store, cells, compute, main, description) -> list[dict]:
     out = []
     for cell in tqdm(cells, desc=description, disable=not main):
-        result, samples = load_or_run(
-            store, cell, lambda c: run_coupled_cell(c, problem, device, shard_map), save=main
-        )
-        out.append({**result, "samples": samples})
+        result, samples = store.load_or_run_with_array(cell, compute, save=main)
+        out.append({**result, "label": _label(cell.method, cell.options), "samples": samples})
     return out
 
 
@@ -294,23 +306,33 @@ def run(
     )
     cells, reference_cells = headline_cells(learned_base, settings.grid, settings.methods)
     model = LearnedModel(checkpoint, dtype="float32", device=device)
+
+    def sample_learned(cell):
+        return run_coupled_cell(cell, model, device, shard_map)
+
     references = dict(
         zip(
             reference_cells,
-            _run_cells(store, list(reference_cells.values()), model, device, main, "references"),
+            _run_cells(store, list(reference_cells.values()), sample_learned, main, "references"),
         )
     )
-    learned = _run_cells(store, cells, model, device, main, "learned cells")
-
-    mixture_samples = settings.mixture_samples
-    mixture_base = CoupledCell(
-        "digits", (), "", (), 0, mixture_samples, min(mixture_samples, settings.chunk), 1
-    )
-    mixture_cells, _ = headline_cells(mixture_base, settings.grid, settings.methods)
-    mixture = make_problem("digits")
-    mixture_results = _run_cells(store, mixture_cells, mixture, "cpu", main, "mixture cells")
+    learned = _run_cells(store, cells, sample_learned, main, "learned cells")
     if not main:
         return 0
+    # the mixture's cells are cheap and unsharded, like the strong cells
+    mixture = make_problem("digits")
+
+    def sample_mixture(cell):
+        identity, mixture_draws = mixture_samples(cell, mixture)
+        return identity, mixture_draws.flatten(1).to(torch.float32).numpy()
+
+    mixture_results = _run_cells(
+        store,
+        mixture_cells(settings.grid, settings.methods, settings.mixture_samples),
+        sample_mixture,
+        main,
+        "mixture cells",
+    )
 
     features, data, metric_text = feature_metric(
         metric, resolve_checkpoint(checkpoint), device, FID_REFERENCE_CACHE, reference_npz
@@ -336,18 +358,14 @@ def run(
         for role in references
     }
     headline = learned_headline(learned, references, data, BOOTSTRAP_RESAMPLES)
-    exact_draws = (
-        mixture.sample_marginal(mixture_samples, low, torch.Generator().manual_seed(10_000))
-        .flatten(1)
-        .numpy()
-    )
-    mixture_table = mixture_headline(mixture_results, exact_draws, mixture, low, BOOTSTRAP_RESAMPLES)
+    draws = exact_draws(mixture, settings.mixture_samples, low).flatten(1).numpy()
+    mixture_table = mixture_headline(mixture_results, draws, mixture, low, BOOTSTRAP_RESAMPLES)
     suffix = {"default": "", "long": "_long", "quick": "_quick"}[scale]
     payload = {
         "provenance": provenance(),
         "metric": metric_text,
         "samples": samples,
-        "mixture_samples": mixture_samples,
+        "mixture_samples": settings.mixture_samples,
         "grid": list(settings.grid),
         "data_floor": floor,
         "model_error": model_error,

@@ -2,19 +2,18 @@
 every step count starts from the same draws and is driven by the same Brownian path, chunk by chunk, so that
 its samples can be compared one by one with a reference solution of the same SDE.
 
-A cell is (problem, method, steps); its samples are stored beside its result file as a .npy array (float32:
-the comparisons resolve differences far above its rounding).
+A cell is (problem, method, steps); its samples are stored beside its result file as a .npy array
+(CellStore.load_or_run_with_array; float32: the comparisons resolve differences far above its rounding).
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from seeds.experiments.results import atomic_write_bytes, cell_key
+from seeds.experiments.results import cell_key
 from seeds.experiments.verification.convergence import method_label
 from seeds.solvers import BrownianPath, noise_levels, sample
 
@@ -83,19 +82,3 @@ def run_coupled_cell(cell: CoupledCell, problem, device, map_chunks) -> tuple[di
         "largest_magnitude": float(samples[finite].abs().max()) if finite.any() else None,
     }
     return result, samples.to(torch.float32).numpy()
-
-
-def load_or_run(store, cell: CoupledCell, compute, save: bool = True) -> tuple[dict, np.ndarray]:
-    """The stored (result, samples) of `cell`, or compute(cell), stored before it is returned (samples first:
-    a result file is only ever beside complete samples). `save` is False on the ranks that only help."""
-    result = store.load(cell.key())
-    samples_file = store.folder / f"{cell.key()}.npy"
-    if result is not None and samples_file.exists():
-        return result, np.load(samples_file)
-    result, samples = compute(cell)
-    if save:
-        buffer = io.BytesIO()
-        np.save(buffer, samples)
-        atomic_write_bytes(samples_file, buffer.getvalue())
-        store.save(cell.key(), result)
-    return result, samples

@@ -1,54 +1,128 @@
-"""The learned-model experiment (docs/learned-models.md): the plateau / NFE-ratio rule, sharding across
-torch.distributed ranks (gloo, 2 processes), and a quick end-to-end run of `seeds figures`."""
+"""The learned-model experiment (docs/learned-models.md): the plateau rule and its paired bootstrap, the
+reference checks of the headline table, coupled sampling (the same samples on one process and on two gloo
+ranks; a path-driven method converging to its reference), and a quick end-to-end run of `seeds figures`."""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from seeds.experiments.cli import main
-from seeds.experiments.config import LEARNED_QUALITY_METHODS, LEARNED_STRONG_METHODS
-from seeds.experiments.jobs.learned import plateau_table
+from seeds.experiments.config import (
+    HEADLINE_SCALES,
+    LEARNED_STRONG_METHODS,
+    PLATEAU_FRACTION,
+    REFERENCE_MARGIN,
+)
+from seeds.experiments.jobs.learned import CHURN_LABEL, headline_cells, learned_headline
 from seeds.experiments.jobs.sharding import shard_map
-from seeds.experiments.verification.convergence import method_label
-from seeds.experiments.verification.learned_quality import LearnedQualityCell, chunk_seeds, sample_chunk
-from seeds.solvers import Denoiser
+from seeds.experiments.metrics.frechet import FeatureStatistics
+from seeds.experiments.problems import make_problem
+from seeds.experiments.verification.coupled_quality import CoupledCell, chunk_seeds, sample_chunk
+from seeds.experiments.verification.plateau import first_nfe_staying_within, plateau_bootstrap, ratios
 
 
-def _result(label, nominal, nfe, frechet):
-    method, _, prediction = label.partition("/")
-    options = (("prediction", prediction),) if prediction else ()
-    return {
-        "label": label,
-        "cell": {"nfe": nominal, "method": method, "options": options},
-        "nfe": nfe,
-        "frechet": frechet,
+def test_plateau_is_the_first_nfe_from_which_a_curve_stays_within_the_threshold():
+    assert first_nfe_staying_within([(12, 1.3), (24, 1.04), (48, 1.0)], 1.05) == 24
+    # dips below the threshold at 12, leaves it at 24: reaches the plateau only at 48
+    assert first_nfe_staying_within([(12, 1.02), (24, 1.2), (48, 1.05)], 1.05) == 48
+    assert first_nfe_staying_within([(12, 3.0), (24, 2.0), (48, 1.5)], 1.05) is None
+    # a non-finite value (a diverged sample) is outside, wherever it is
+    assert first_nfe_staying_within([(12, 1.0), (24, math.nan), (48, 1.0)], 1.05) == 48
+    assert first_nfe_staying_within([(48, 1.0), (12, 1.0), (24, 1.0)], 1.05) == 12  # order does not matter
+
+
+def test_ratios_divide_by_the_best_seeds_variant_and_mark_what_is_not_reached():
+    reached = {"seeds-1/data": 48, "seeds-3/data": 24, "euler-maruyama": 96, "ddpm": None}
+    out = ratios(reached, ["euler-maruyama", "ddpm"], ["seeds-1/data", "seeds-3/data"])
+    assert out == {"euler-maruyama": 4.0, "ddpm": math.inf}
+    assert all(math.isnan(v) for v in ratios({"x": 6}, ["x"], ["seeds-3/data"]).values())
+
+
+def test_the_bootstrap_of_a_noiseless_curve_collapses_to_the_point_and_resamples_pairs():
+    seen = []
+
+    def curves(indices):
+        seen.append(indices)
+        return {"seeds-3/data": [(6, 2.0), (12, 0.5)], "euler-maruyama": [(6, 3.0), (12, 2.0), (24, 0.1)]}
+
+    table = plateau_bootstrap(10, curves, lambda indices: 1.0, ["seeds-3/data"], ["euler-maruyama"], 20)
+    assert table["nfe_to_plateau"] == {"seeds-3/data": 12, "euler-maruyama": 24}
+    assert table["nfe_ci"]["euler-maruyama"] == [24.0, 24.0]
+    assert table["ratios"]["euler-maruyama"]["ratio"] == 2.0
+    assert table["ratios"]["euler-maruyama"]["ci"] == [2.0, 2.0]
+    assert table["ratios"]["euler-maruyama"]["share_above_1"] == 1.0
+    assert len(seen) == 21 and np.array_equal(seen[0], np.arange(10))
+
+
+def test_the_bootstrap_interval_reflects_which_samples_are_drawn():
+    """One sample out of 40 is far off at the smaller NFE: the resamples that leave it out reach the plateau
+    there, the others do not, so the interval spans both NFEs."""
+    values = np.zeros(40)
+    values[0] = 10.0
+
+    def curves(indices):
+        return {"seeds-3/data": [(6, float(values[indices].mean())), (12, 0.0)]}
+
+    table = plateau_bootstrap(40, curves, lambda indices: 0.05, ["seeds-3/data"], [], 400, seed=1)
+    assert table["nfe_to_plateau"]["seeds-3/data"] == 12
+    assert table["nfe_ci"]["seeds-3/data"] == [6.0, 12.0]
+
+
+def _result(label, nfe, features, samples=None):
+    return {"label": label, "nfe": nfe, "features": features, "samples": samples}
+
+
+def test_headline_uses_the_ode_reference_for_churn_and_marks_a_failed_check_unresolved():
+    generator = np.random.default_rng(0)
+    data = generator.normal(size=(400, 3))
+    reference = data + 1.0  # the model error: FD to the data is 3
+    sde_check = reference + 1e-3 * generator.normal(size=reference.shape)
+    ode = data + 0.5
+    churn_check = generator.normal(size=reference.shape) + 0.5  # other samples: decorrelated by fresh noise
+    references = {
+        "sde": _result("seeds-3/data", 768, reference),
+        "sde_check": _result("esra/data", 768, sde_check),
+        "ode": _result("edm-heun", 767, ode),
+        "churn_check": _result(CHURN_LABEL, 767, churn_check),
     }
-
-
-def test_plateau_is_the_first_nfe_from_which_a_method_stays_within_tolerance():
-    quality = [
-        _result("seeds-3/data", 12, 12, 1.3),
-        _result("seeds-3/data", 24, 24, 1.04),
-        _result("seeds-3/data", 48, 48, 1.0),
-        # dips below the threshold at 12, leaves it at 24: reaches the plateau only at 48
-        _result("euler-maruyama", 12, 12, 1.02),
-        _result("euler-maruyama", 24, 24, 1.2),
-        _result("euler-maruyama", 48, 48, 1.05),
-        _result("ddpm", 12, 12, 3.0),
-        _result("ddpm", 24, 24, 2.0),
-        _result("ddpm", 48, 48, 1.5),
+    cells = [
+        _result("seeds-3/data", 6, reference + 0.5),
+        _result("seeds-3/data", 12, reference + 0.01),
+        _result("euler-maruyama", 6, reference + 1.0),
+        _result("euler-maruyama", 12, reference + 0.3),
+        _result("euler-maruyama", 24, reference + 0.01),
+        _result(CHURN_LABEL, 12, ode + 0.01),
     ]
-    table = plateau_table(quality, tolerance=0.05)
-    assert plateau_table(quality, among={"ddpm"})["nfe_to_plateau"] == {"ddpm": 48}
-    assert table["best_at_largest_nfe"] == 1.0 and table["threshold"] == pytest.approx(1.05)
-    assert table["nfe_to_plateau"] == {"seeds-3/data": 24, "euler-maruyama": 48, "ddpm": None}
-    assert table["best_seeds_nfe"] == 24
-    assert table["earlier_methods"]["euler-maruyama"]["ratio_to_best_seeds"] == 2.0
-    assert table["earlier_methods"]["ddpm"]["ratio_to_best_seeds"] is None
+    statistics = FeatureStatistics.from_features(data)
+    table = learned_headline(cells, references, statistics, resamples=20)
+    expected = PLATEAU_FRACTION * FeatureStatistics.from_features(reference).frechet_distance(statistics)
+    assert table["threshold"] == pytest.approx(expected)
+    assert table["reference_checks"]["sde_check"]["passed"]
+    assert table["reference_checks"]["sde_check"]["limit"] == pytest.approx(expected / REFERENCE_MARGIN)
+    assert not table["reference_checks"]["churn_check"]["passed"]
+    assert table["unresolved"] == [CHURN_LABEL] and table["nfe_to_plateau"][CHURN_LABEL] is None
+    assert table["nfe_to_plateau"]["seeds-3/data"] == 12 and table["nfe_to_plateau"]["euler-maruyama"] == 24
+    assert table["ratios"]["euler-maruyama"]["ratio"] == 2.0 and CHURN_LABEL not in table["ratios"]
+
+
+def test_the_cells_run_each_step_count_once_and_the_references_at_the_factor():
+    base = CoupledCell("digits", (), "", (), 0, 4, 4)
+    methods = [("seeds-3", (("prediction", "data"),)), ("euler-maruyama", ())]
+    cells, references = headline_cells(base, (6, 7, 8, 9, 12), methods)
+    steps = {(c.method, c.steps) for c in cells}
+    assert steps == {("seeds-3", 2), ("seeds-3", 3), ("seeds-3", 4)} | {
+        ("euler-maruyama", n) for n in (6, 7, 8, 9, 12)
+    }
+    assert len(cells) == len(steps)
+    assert references["sde"].steps == 8 * 12 // 3 and references["sde_check"].steps == 8 * 12 // 2
+    assert references["churn_check"].label == CHURN_LABEL and references["ode"].label == "edm-heun"
 
 
 def test_chunk_seeds_refuse_a_sample_count_that_is_not_whole_chunks():
@@ -57,23 +131,24 @@ def test_chunk_seeds_refuse_a_sample_count_that_is_not_whole_chunks():
         chunk_seeds(10, 4, 0)
 
 
-class Shrink(torch.nn.Module):
-    """D(x, sigma) of Gaussian data N(0, 0.25 I) (a stand-in network: the sharding test needs determinism)."""
-
-    def forward(self, x, sigma):
-        return 0.25 / (0.25 + sigma.reshape(-1, 1, 1, 1) ** 2) * x
-
-
-CELL = LearnedQualityCell(
-    "seeds-2", (("prediction", "data"),), nfe=8, checkpoint="none", digest="", samples=12, chunk=3
-)
+GAUSSIAN = make_problem("gaussian", (("std", 0.5), ("dim", 4)))
+CELL = CoupledCell("gaussian", (), "seeds-2", (("prediction", "data"),), steps=4, samples=12, chunk=3)
 
 
 def _sample_all():
     return shard_map(
-        lambda spec: sample_chunk(Denoiser(Shrink()), (1, 4, 4), CELL, *spec, "cpu")[0],
-        chunk_seeds(CELL.samples, CELL.chunk, CELL.seed),
+        lambda spec: sample_chunk(GAUSSIAN, CELL, *spec, "cpu")[0], chunk_seeds(CELL.samples, CELL.chunk, 0)
     )
+
+
+def test_a_path_driven_method_converges_to_its_reference_on_the_same_starts_and_path():
+    differences = []
+    reference = sample_chunk(GAUSSIAN, replace(CELL, steps=256), 5, 64, "cpu")[0]
+    for steps in (8, 32):
+        cell = replace(CELL, steps=steps)
+        differences.append(float((sample_chunk(GAUSSIAN, cell, 5, 64, "cpu")[0] - reference).square().mean()))
+    # strong order 1 on the Gaussian: 4x the steps divide the mean-square difference by ~16; 4 is far below
+    assert differences[1] < differences[0] / 4
 
 
 def _worker(rank, world, init_file, out_file):
@@ -98,26 +173,24 @@ def test_two_gloo_ranks_give_the_single_process_samples(tmp_path):
 
 def test_quick_learned_run_writes_results_and_figures(tmp_path):
     pytest.importorskip("sklearn")
-    code = main(
-        [
-            "figures",
-            "--scale",
-            "quick",
-            "--samples",
-            "64",
-            "--results",
-            str(tmp_path / "results"),
-            "--figures",
-            str(tmp_path / "figures"),
-        ]
-    )
-    assert code == 0
-    payload = json.loads((tmp_path / "results" / "learned.json").read_text())
+    arguments = [
+        "figures",
+        "--scale",
+        "quick",
+        "--results",
+        str(tmp_path / "r"),
+        "--figures",
+        str(tmp_path / "f"),
+    ]
+    assert main(arguments) == 0
+    payload = json.loads((tmp_path / "r" / "learned_quick.json").read_text())
     assert len(payload["strong"]) == len(LEARNED_STRONG_METHODS)
-    assert {r["label"] for r in payload["quality"]} == {
-        method_label(m, o) for m, o in LEARNED_QUALITY_METHODS
-    }
-    assert all(r["samples"] == 64 for r in payload["quality"])
-    for name in ("quality_learned.png", "strong_learned.png", "learned_table.md"):
-        assert (tmp_path / "figures" / name).exists()
-    assert "ratio to best SEEDS" in (tmp_path / "results" / "learned.md").read_text()
+    quick = HEADLINE_SCALES["quick"]
+    labels = {CoupledCell("", (), m, o, 0, 0, 0).label for m, o in quick.methods}
+    assert {r["label"] for r in payload["learned"]} == labels == set(payload["headline"]["nfe_to_plateau"])
+    assert {r["label"] for r in payload["mixture"]} == labels
+    assert all(r["samples"] == quick.samples for r in payload["learned"])
+    assert set(payload["model_error"]) == {"sde", "sde_check", "ode", "churn_check"}
+    for name in ("quality_learned_quick.png", "strong_learned_quick.png", "learned_table_quick.md"):
+        assert (tmp_path / "f" / name).exists()
+    assert "ratio to best SEEDS" in (tmp_path / "r" / "learned_quick.md").read_text()
