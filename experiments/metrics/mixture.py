@@ -39,9 +39,5 @@ def exact_sample_floor(
 ) -> dict:
     """Quality of exact draws of the same size: what a perfect sampler scores with this many samples."""
     problem = make_problem(problem_name, problem_options)
-    return mixture_quality(problem, exact_draws(problem, samples, sigma_min, seed), sigma_min)
-
-
-def exact_draws(problem: GaussianMixture, samples: int, sigma_min: float, seed: int = 0) -> torch.Tensor:
-    """Draws of the exact law at sigma_min, the floor's samples."""
-    return problem.sample_marginal(samples, sigma_min, torch.Generator().manual_seed(seed + 10_000))
+    draws = problem.sample_marginal(samples, sigma_min, torch.Generator().manual_seed(seed + 10_000))
+    return mixture_quality(problem, draws, sigma_min)

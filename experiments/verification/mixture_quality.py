@@ -38,8 +38,8 @@ class MixtureQualityCell:
         return cell_key(self)
 
 
-def mixture_samples(cell: MixtureQualityCell, problem) -> tuple[dict, torch.Tensor]:
-    """(the cell's identity, steps and NFE; its samples)."""
+def run_mixture_quality_cell(cell: MixtureQualityCell) -> dict:
+    problem = make_problem(cell.problem, cell.problem_options)
     solver = make_method(cell.method, **dict(cell.options))
     steps = max(1, cell.nfe // solver.nfe_per_step)
     generator = torch.Generator().manual_seed(cell.seed)
@@ -56,10 +56,5 @@ def mixture_samples(cell: MixtureQualityCell, problem) -> tuple[dict, torch.Tens
         "key": cell.key(),
         "steps": steps,
         "nfe": result.nfe,
-    }, (result.samples)
-
-
-def run_mixture_quality_cell(cell: MixtureQualityCell) -> dict:
-    problem = make_problem(cell.problem, cell.problem_options)
-    identity, samples = mixture_samples(cell, problem)
-    return {**identity, **mixture_quality(problem, samples, cell.sigma_min)}
+        **mixture_quality(problem, result.samples, cell.sigma_min),
+    }

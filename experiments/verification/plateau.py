@@ -37,24 +37,38 @@ def coupled_frechet(features, reference, indices) -> float:
     )
 
 
-def ratios(reached: dict, earlier: list[str], seeds: list[str]) -> dict:
-    """Each earlier method's NFE over the best SEEDS variant's: inf when the earlier method does not reach the
-    plateau (and SEEDS does), NaN when no SEEDS variant reaches it."""
-    seeds_nfe = [reached[label] for label in seeds if reached.get(label) is not None]
-    best = min(seeds_nfe) if seeds_nfe else None
+def ratio_bounds(reached: dict, largest: dict, earlier: list[str], seeds: list[str]) -> dict:
+    """Bounds (low, high) on each earlier method's NFE over the best SEEDS variant's.
+
+    A method that does not reach the plateau needs more than the largest NFE of its grid (`largest[label]`):
+    its NFE is censored, not infinite. The best SEEDS variant is the smallest NFE among those reached (one
+    that does not reach needs more than every reached one); when none is reached it exceeds the smallest of
+    their largest NFEs. Known / known is exact; known / censored is below known / largest; censored / known
+    is above largest / known; censored / censored says nothing, (0, inf)."""
+    seeds_reached = [reached[label] for label in seeds if reached.get(label) is not None]
+    best = min(seeds_reached) if seeds_reached else None
+    seeds_beyond = min((largest[label] for label in seeds if label in largest), default=None)
     out = {}
     for label in earlier:
         nfe = reached.get(label)
-        out[label] = math.nan if best is None else (math.inf if nfe is None else nfe / best)
+        if seeds_beyond is None:  # no SEEDS variant measured
+            out[label] = (0.0, math.inf)
+        elif nfe is not None and best is not None:
+            out[label] = (nfe / best, nfe / best)
+        elif nfe is not None:
+            out[label] = (0.0, nfe / seeds_beyond)
+        elif best is not None:
+            out[label] = (largest[label] / best, math.inf)
+        else:
+            out[label] = (0.0, math.inf)
     return out
 
 
 def _interval(values, level: float) -> list:
-    """Percentile interval without interpolation (inf and NaN are values here, not errors): [low, high]."""
-    values = np.asarray(values, dtype=np.float64)
-    if np.isnan(values).any():
-        return [math.nan, math.nan]
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+    """Percentile interval without interpolation (inf is a value here, not an error): [low, high]."""
+    low, high = np.quantile(
+        np.asarray(values, np.float64), [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf"
+    )
     return [float(low), float(high)]
 
 
@@ -71,36 +85,42 @@ def plateau_bootstrap(
     """NFE to plateau per method and the ratios of the earlier methods to the best SEEDS variant, each with a
     percentile bootstrap interval.
 
-    curves(indices) -> {label: [(nfe, distance)]}; threshold(indices) -> float. A method that does not reach
-    the plateau counts as infinitely many NFE in the intervals (the interval's high end is then inf)."""
+    curves(indices) -> {label: [(nfe, distance)]}; threshold(indices) -> float. An NFE interval's end is
+    inf where the resamples' plateau lies beyond the grid. A ratio's interval runs from the low quantile of
+    the resamples' lower bounds to the high quantile of their upper bounds (ratio_bounds), so that censored
+    resamples widen it instead of being dropped."""
 
     def evaluate(indices):
         limit = threshold(indices)
-        reached = {label: first_nfe_staying_within(curve, limit) for label, curve in curves(indices).items()}
-        return limit, reached, ratios(reached, earlier, seeds)
+        measured = curves(indices)
+        reached = {label: first_nfe_staying_within(curve, limit) for label, curve in measured.items()}
+        largest = {label: max(nfe for nfe, _ in curve) for label, curve in measured.items()}
+        return limit, reached, ratio_bounds(reached, largest, earlier, seeds)
 
-    limit, reached, ratio = evaluate(np.arange(count))
+    limit, reached, bounds = evaluate(np.arange(count))
     generator = np.random.default_rng(seed)
     draws = [evaluate(generator.integers(0, count, count)) for _ in range(resamples)]
 
     def as_number(nfe):
         return math.inf if nfe is None else float(nfe)
 
+    ratios = {}
+    for label in earlier:
+        lows = [d[2][label][0] for d in draws]
+        highs = [d[2][label][1] for d in draws]
+        ratios[label] = {
+            "bounds": list(bounds[label]),
+            "ci": [_interval(lows, level)[0], _interval(highs, level)[1]],
+            "share_faster": float(np.mean([low > 1 for low in lows])),  # SEEDS needs fewer NFE for certain
+            "share_slower": float(np.mean([high < 1 for high in highs])),
+        }
     return {
         "threshold": limit,
         "threshold_ci": _interval([d[0] for d in draws], level),
         "nfe_to_plateau": reached,
         "nfe_ci": {label: _interval([as_number(d[1][label]) for d in draws], level) for label in reached},
         "best_seeds": min((reached[s] for s in seeds if reached.get(s) is not None), default=None),
-        "ratios": {
-            label: {
-                "ratio": ratio[label],
-                "ci": _interval([d[2][label] for d in draws], level),
-                "share_above_1": float(np.mean([d[2][label] > 1 for d in draws])),
-                "share_undefined": float(np.mean([math.isnan(d[2][label]) for d in draws])),
-            }
-            for label in earlier
-        },
+        "ratios": ratios,
         "resamples": resamples,
         "level": level,
     }
