@@ -92,27 +92,31 @@ def strong_figure(payload: dict, folder: Path, suffix: str = "") -> None:
     save(figure, folder, f"strong_learned{suffix}")
 
 
-def _tile(flat_images: np.ndarray, size: int = 8, gap: int = 1) -> np.ndarray:
-    """A square grid of (size x size) images separated by background (-1) lines."""
+def _tile(flat_images: np.ndarray, shape: tuple, gap: int = 1) -> np.ndarray:
+    """A square grid of images of `shape` (channels, height, width) separated by background (-1) lines: 2-d
+    for one channel, height x width x channels for more."""
+    channels, height, width = shape
     side = int(math.sqrt(flat_images.shape[0]))
-    cell = size + gap
-    canvas = np.full((side * cell - gap, side * cell - gap), -1.0)
-    for index, image in enumerate(flat_images[: side * side].reshape(-1, size, size)):
+    canvas = np.full((side * (height + gap) - gap, side * (width + gap) - gap, channels), -1.0)
+    for index, image in enumerate(flat_images[: side * side].reshape(-1, channels, height, width)):
         row, column = divmod(index, side)
-        canvas[row * cell : row * cell + size, column * cell : column * cell + size] = image
-    return canvas
+        top, left = row * (height + gap), column * (width + gap)
+        canvas[top : top + height, left : left + width] = image.transpose(1, 2, 0)
+    return canvas[..., 0] if channels == 1 else canvas
 
 
-def sample_grid_figure(cells: list[dict], nfe: str, folder: Path, suffix: str = "") -> None:
+def sample_grid_figure(cells: list[dict], nfe: str, shape: tuple, folder: Path, suffix: str = "") -> None:
     columns = 5
     rows = math.ceil(len(cells) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, cell in zip(axes.flat, cells):
-        axis.imshow(
-            _tile(np.asarray(cell["images"])), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest"
-        )
+        tiled = _tile(np.asarray(cell["images"]), shape)
+        if tiled.ndim == 2:
+            axis.imshow(tiled, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        else:
+            axis.imshow(np.clip((tiled + 1) / 2, 0, 1), interpolation="nearest")
         axis.set_title(f"{cell['label']}\nNFE {cell['nfe']}", fontsize=7)
     figure.suptitle(
         f"Samples at NFE {nfe}: the same initial noise and Brownian path for every method", fontsize=9
@@ -126,4 +130,4 @@ def make_figures(results: Path, folder: Path, suffix: str = "") -> None:
     quality_figure(payload, folder, suffix)
     strong_figure(payload, folder, suffix)
     for nfe, cells in payload["sample_grids"].items():
-        sample_grid_figure(cells, nfe, folder, suffix)
+        sample_grid_figure(cells, nfe, payload["image_shape"], folder, suffix)

@@ -323,6 +323,7 @@ def run(
         "samples": samples,
         "mixture_samples": settings.mixture_samples,
         "grid": list(settings.grid),
+        "image_shape": list(model.image_shape),
         "learned": _problem_part(learned_cells, learned_references, data, floor, BOOTSTRAP_RESAMPLES),
         "mixture": _problem_part(
             mixture_cells,

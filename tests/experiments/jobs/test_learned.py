@@ -20,12 +20,12 @@ from seeds.experiments.config import (
     PLATEAU_FRACTION,
     REFERENCE_MARGIN,
 )
-from seeds.experiments.jobs.learned import CHURN_LABEL, headline_cells, learned_headline
+from seeds.experiments.jobs.learned import CHURN_LABEL, headline_cells, headline_table, verdict
 from seeds.experiments.jobs.sharding import shard_map
 from seeds.experiments.metrics.frechet import FeatureStatistics
 from seeds.experiments.problems import make_problem
 from seeds.experiments.verification.coupled_quality import CoupledCell, chunk_seeds, sample_chunk
-from seeds.experiments.verification.plateau import first_nfe_staying_within, plateau_bootstrap, ratios
+from seeds.experiments.verification.plateau import first_nfe_staying_within, plateau_bootstrap, ratio_bounds
 
 
 def test_plateau_is_the_first_nfe_from_which_a_curve_stays_within_the_threshold():
@@ -38,11 +38,21 @@ def test_plateau_is_the_first_nfe_from_which_a_curve_stays_within_the_threshold(
     assert first_nfe_staying_within([(48, 1.0), (12, 1.0), (24, 1.0)], 1.05) == 12  # order does not matter
 
 
-def test_ratios_divide_by_the_best_seeds_variant_and_mark_what_is_not_reached():
-    reached = {"seeds-1/data": 48, "seeds-3/data": 24, "euler-maruyama": 96, "ddpm": None}
-    out = ratios(reached, ["euler-maruyama", "ddpm"], ["seeds-1/data", "seeds-3/data"])
-    assert out == {"euler-maruyama": 4.0, "ddpm": math.inf}
-    assert all(math.isnan(v) for v in ratios({"x": 6}, ["x"], ["seeds-3/data"]).values())
+def test_ratio_bounds_divide_by_the_best_seeds_variant_and_bound_what_lies_beyond_the_grid():
+    largest = {"seeds-1/data": 96, "seeds-3/data": 96, "euler-maruyama": 96, "ddpm": 96}
+    reached = {"seeds-1/data": 48, "seeds-3/data": 24, "euler-maruyama": 72, "ddpm": None}
+    out = ratio_bounds(reached, largest, ["euler-maruyama", "ddpm"], ["seeds-1/data", "seeds-3/data"])
+    assert out == {"euler-maruyama": (3.0, 3.0), "ddpm": (4.0, math.inf)}  # ddpm needs > 96 = 4 x 24
+    beyond = {"seeds-1/data": None, "seeds-3/data": None, "euler-maruyama": 72, "ddpm": None}
+    out = ratio_bounds(beyond, largest, ["euler-maruyama", "ddpm"], ["seeds-1/data", "seeds-3/data"])
+    assert out == {"euler-maruyama": (0.0, 0.75), "ddpm": (0.0, math.inf)}  # SEEDS needs > 96 > 72
+
+
+def test_the_verdict_reads_the_ratio_interval():
+    assert verdict({"ci": [3.2, 5.0]}) == "SEEDS faster; 3x holds"
+    assert verdict({"ci": [1.1, 2.0]}) == "SEEDS faster; 3x fails"
+    assert verdict({"ci": [0.0, 0.8]}) == "SEEDS slower; 3x fails"
+    assert verdict({"ci": [0.7, math.inf]}) == "not separated from 1; 3x undecided"
 
 
 def test_the_bootstrap_of_a_noiseless_curve_collapses_to_the_point_and_resamples_pairs():
@@ -55,9 +65,9 @@ def test_the_bootstrap_of_a_noiseless_curve_collapses_to_the_point_and_resamples
     table = plateau_bootstrap(10, curves, lambda indices: 1.0, ["seeds-3/data"], ["euler-maruyama"], 20)
     assert table["nfe_to_plateau"] == {"seeds-3/data": 12, "euler-maruyama": 24}
     assert table["nfe_ci"]["euler-maruyama"] == [24.0, 24.0]
-    assert table["ratios"]["euler-maruyama"]["ratio"] == 2.0
+    assert table["ratios"]["euler-maruyama"]["bounds"] == [2.0, 2.0]
     assert table["ratios"]["euler-maruyama"]["ci"] == [2.0, 2.0]
-    assert table["ratios"]["euler-maruyama"]["share_above_1"] == 1.0
+    assert table["ratios"]["euler-maruyama"]["share_faster"] == 1.0
     assert len(seen) == 21 and np.array_equal(seen[0], np.arange(10))
 
 
@@ -75,6 +85,25 @@ def test_the_bootstrap_interval_reflects_which_samples_are_drawn():
     assert table["nfe_ci"]["seeds-3/data"] == [6.0, 12.0]
 
 
+def test_a_plateau_beyond_the_grid_widens_the_ratio_interval_instead_of_voiding_it():
+    """SEEDS reaches the plateau at 12 in the resamples without the far-off sample, beyond the grid (24) in
+    the others; the earlier method at 24 always: the ratio is 2 or below 1, and its interval says so."""
+    values = np.zeros(40)
+    values[0] = 10.0
+
+    def curves(indices):
+        late = float(values[indices].mean())
+        return {"seeds-3/data": [(12, late), (24, late)], "euler-maruyama": [(12, 1.0), (24, 0.0)]}
+
+    table = plateau_bootstrap(
+        40, curves, lambda indices: 0.05, ["seeds-3/data"], ["euler-maruyama"], 400, seed=1
+    )
+    row = table["ratios"]["euler-maruyama"]
+    assert row["bounds"] == [0.0, 1.0]  # all samples: SEEDS beyond 24, so the ratio is below 24 / 24
+    assert row["ci"] == [0.0, 2.0]
+    assert 0.2 < row["share_faster"] < 0.5 and row["share_slower"] == 0.0
+
+
 def _result(label, nfe, features, samples=None):
     return {"label": label, "nfe": nfe, "features": features, "samples": samples}
 
@@ -90,7 +119,6 @@ def test_headline_uses_the_ode_reference_for_churn_and_marks_a_failed_check_unre
         "sde": _result("seeds-3/data", 768, reference),
         "sde_check": _result("esra/data", 768, sde_check),
         "ode": _result("edm-heun", 767, ode),
-        "churn_check": _result(CHURN_LABEL, 767, churn_check),
     }
     cells = [
         _result("seeds-3/data", 6, reference + 0.5),
@@ -99,17 +127,19 @@ def test_headline_uses_the_ode_reference_for_churn_and_marks_a_failed_check_unre
         _result("euler-maruyama", 12, reference + 0.3),
         _result("euler-maruyama", 24, reference + 0.01),
         _result(CHURN_LABEL, 12, ode + 0.01),
+        _result(CHURN_LABEL, 24, churn_check),  # its largest NFE: its check
     ]
     statistics = FeatureStatistics.from_features(data)
-    table = learned_headline(cells, references, statistics, resamples=20)
+    table = headline_table(cells, references, statistics, resamples=20)
     expected = PLATEAU_FRACTION * FeatureStatistics.from_features(reference).frechet_distance(statistics)
     assert table["threshold"] == pytest.approx(expected)
-    assert table["reference_checks"]["sde_check"]["passed"]
-    assert table["reference_checks"]["sde_check"]["limit"] == pytest.approx(expected / REFERENCE_MARGIN)
-    assert not table["reference_checks"]["churn_check"]["passed"]
+    assert table["reference_checks"]["sde"]["passed"]
+    assert table["reference_checks"]["sde"]["limit"] == pytest.approx(expected / REFERENCE_MARGIN)
+    assert table["reference_checks"]["sde"]["check"] == "esra/data at 768 NFE"
+    assert not table["reference_checks"]["ode"]["passed"]
     assert table["unresolved"] == [CHURN_LABEL] and table["nfe_to_plateau"][CHURN_LABEL] is None
     assert table["nfe_to_plateau"]["seeds-3/data"] == 12 and table["nfe_to_plateau"]["euler-maruyama"] == 24
-    assert table["ratios"]["euler-maruyama"]["ratio"] == 2.0 and CHURN_LABEL not in table["ratios"]
+    assert table["ratios"]["euler-maruyama"]["bounds"] == [2.0, 2.0] and CHURN_LABEL not in table["ratios"]
 
 
 def test_the_cells_run_each_step_count_once_and_the_references_at_the_factor():
@@ -122,7 +152,7 @@ def test_the_cells_run_each_step_count_once_and_the_references_at_the_factor():
     }
     assert len(cells) == len(steps)
     assert references["sde"].steps == 8 * 12 // 3 and references["sde_check"].steps == 8 * 12 // 2
-    assert references["churn_check"].label == CHURN_LABEL and references["ode"].label == "edm-heun"
+    assert set(references) == {"sde", "sde_check", "ode"} and references["ode"].label == "edm-heun"
 
 
 def test_chunk_seeds_refuse_a_sample_count_that_is_not_whole_chunks():
@@ -187,10 +217,25 @@ def test_quick_learned_run_writes_results_and_figures(tmp_path):
     assert len(payload["strong"]) == len(LEARNED_STRONG_METHODS)
     quick = HEADLINE_SCALES["quick"]
     labels = {CoupledCell("", (), m, o, 0, 0, 0).label for m, o in quick.methods}
-    assert {r["label"] for r in payload["learned"]} == labels == set(payload["headline"]["nfe_to_plateau"])
-    assert {r["label"] for r in payload["mixture"]} == labels
-    assert all(r["samples"] == quick.samples for r in payload["learned"])
-    assert set(payload["model_error"]) == {"sde", "sde_check", "ode", "churn_check"}
+    for name, count in (("learned", quick.samples), ("mixture", quick.mixture_samples)):
+        part = payload[name]
+        assert {r["label"] for r in part["cells"]} == labels == set(part["headline"]["nfe_to_plateau"])
+        assert all(r["samples"] == count for r in part["cells"])
+        assert set(part["model_error"]) == {"sde", "sde_check", "ode"}
     for name in ("quality_learned_quick.png", "strong_learned_quick.png", "learned_table_quick.md"):
         assert (tmp_path / "f" / name).exists()
     assert "ratio to best SEEDS" in (tmp_path / "r" / "learned_quick.md").read_text()
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_sample_grids_tile_images_of_any_shape(shape):
+    from seeds.figures.learned import _tile
+
+    flat = np.arange(4 * math.prod(shape), dtype=np.float64).reshape(4, -1)
+    canvas = _tile(flat, shape)
+    channels, height, width = shape
+    assert canvas.shape[:2] == (2 * height + 1, 2 * width + 1)
+    assert canvas.ndim == (2 if channels == 1 else 3)
+    # the second image sits right of the first, after one background column
+    second = canvas[:height, width + 1 :]
+    assert np.array_equal(second.reshape(height, width, -1).transpose(2, 0, 1).ravel(), flat[1])
