@@ -57,7 +57,7 @@ model-mnist: $(SETUP)
 	$(VENV)/bin/seeds train --dataset mnist --steps 20000 --base-channels 64
 
 # the headline comparison at default scale: NFE to plateau on the learned model and the digits mixture
-# (results/learned, figures/*_learned*, figures/learned_table.md; ~25 min on 2 cores)
+# (results/learned, figures/*_learned*, figures/learned_table.md; ~30 min on 2 cores)
 figures: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
 	$(VENV)/bin/seeds figures

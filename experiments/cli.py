@@ -652,7 +652,7 @@ def _figures_command(subparsers):
         "--scale",
         default="default",
         choices=sorted(config.HEADLINE_SCALES),
-        help="default: every method at NFE 6-96, 512 samples (~25 min on 2 cores); long: NFE 6-192 (about 1 h "
+        help="default: every method at NFE 6-96, 512 samples (~30 min on 2 cores); long: NFE 6-192 (about 1 h "
         "more); quick: a few cells, for tests",
     )
     parser.set_defaults(run=_run_figures)

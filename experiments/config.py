@@ -174,8 +174,8 @@ HEADLINE_SCALES = {
     "quick": HeadlineScale(
         (6, 12, 24), 64, 256, 64, (SDE_REFERENCE, PATH_BASELINES[0], EDM_CHURN, ESRA_DATA)
     ),
-    # 512 samples: at about 0.1 s per NFE for 512 samples on 2 cores (network and Brownian path), the largest
-    # count that keeps the run near 20 minutes (docs/learned-models.md has the measured time)
+    # 512 samples: a pilot's intervals at 256 were too wide to separate methods, and at about 0.1 s per NFE on
+    # 2 cores 512 is what the 20-minute target allows (measured 29 minutes with the mixture: over it; docs)
     "default": HeadlineScale(HEADLINE_NFE_GRID, 512, 256, 512),
     # the grid continued to 192 NFE, references at 8 x 192 (about 1 h more on 2 cores, reusing the default
     # cells); with --samples, the paper's scale on a GPU

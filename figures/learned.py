@@ -50,7 +50,7 @@ def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
     if floor is not None:
         to_data.axhspan(floor["min"], floor["max"], color="grey", alpha=0.25, label="data floor")
     to_data.set_ylabel(f"Frechet distance (points above {QUALITY_CEILING:g} are off the chart)")
-    to_data.set_title(f"Learned model: distance to the data ({payload['samples']} samples)", fontsize=9)
+    to_data.set_title(f"Learned model: distance to the data ({payload['samples']} samples)", fontsize=8)
     to_data.legend(fontsize=6, ncol=2)
     for axis, part, title in (
         (coupled, learned, "Learned model: coupled distance to the reference"),
@@ -64,8 +64,13 @@ def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
         threshold = part["headline"]["threshold"]
         axis.axhline(threshold, color="k", lw=0.8, ls=":", label="plateau threshold")
         axis.set_ylim(bottom=threshold / 20)
-        axis.set_title(title + " (EDM churn: to the ODE)", fontsize=9)
+        axis.set_title(title, fontsize=8)
         axis.legend(fontsize=6, ncol=2)
+    figure.suptitle(
+        "Same starts and Brownian path for every method; the coupled distances compare each method with the "
+        "SDE reference (EDM churn: with the probability-flow ODE reference)",
+        fontsize=9,
+    )
     save(figure, folder, f"quality_learned{suffix}")
 
 

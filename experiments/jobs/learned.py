@@ -11,7 +11,7 @@
    and the Frechet distance to the data.
 3. NFE to reach the plateau, the rule of config.PLATEAU_FRACTION fixed before the runs, with paired bootstrap
    intervals (experiments/verification/plateau.py), and the ratios of the earlier methods to the best SEEDS
-   variant; the same table on the 64-d digits mixture, whose reference is the exact law.
+   variant; the same cells and table on the 64-d digits mixture, whose target is its exact law.
 4. Model error: the references' own Frechet distances to the data (the SDE's, and the probability-flow ODE's
    that EDM churn approaches), beside the floor a perfect sampler scores with as many samples.
 
@@ -193,7 +193,7 @@ def cell_measures(cell: dict, references: dict, target: FeatureStatistics) -> di
     """The stored measures of one cell against its reference and the target."""
     reference = references["ode" if cell["label"] == CHURN_LABEL else "sde"]
     everything = np.arange(cell["features"].shape[0])
-    difference = cell["samples"].astype(np.float64) - reference["samples"]
+    difference = cell["draws"].astype(np.float64) - reference["draws"]
     finite = np.isfinite(cell["features"]).all()
     measures = {
         "coupled_frechet": coupled_frechet(cell["features"], reference["features"], everything),
@@ -212,16 +212,16 @@ def _run_cells(store, cells, compute, main, description) -> list[dict]:
     out = []
     for cell in tqdm(cells, desc=description, disable=not main):
         result, samples = store.load_or_run_with_array(cell, compute, save=main)
-        out.append({**result, "samples": samples})
+        out.append({**result, "draws": samples})  # the sample array; "samples" is their count
     return out
 
 
 def _with_features(results, features, classifier, image_shape, device) -> None:
     """Add each result's "features" (NaN where a sample is not finite) and, with a classifier, its labels."""
     for result in results:
-        images = torch.from_numpy(np.nan_to_num(result["samples"], posinf=1e30, neginf=-1e30))
+        images = torch.from_numpy(np.nan_to_num(result["draws"], posinf=1e30, neginf=-1e30))
         images = images.reshape(-1, *image_shape)
-        finite = np.isfinite(result["samples"]).all()
+        finite = np.isfinite(result["draws"]).all()
         result["features"] = features(images) if finite else np.full((images.shape[0], 1), math.nan)
         if classifier is not None:
             with torch.no_grad():
@@ -313,7 +313,7 @@ def run(
     )
     mixture_cells, mixture_references = sampled["mixture"]
     for result in [*mixture_references.values(), *mixture_cells]:
-        result["features"] = result["samples"].astype(np.float64)
+        result["features"] = result["draws"].astype(np.float64)
     exact_law = FeatureStatistics(mixture.marginal_mean(), mixture.marginal_covariance(low))
     floor = data_floor(features, data, samples, DATA_FLOOR_DRAWS) if metric == "classifier" else None
     suffix = {"default": "", "long": "_long", "quick": "_quick"}[scale]
@@ -343,7 +343,7 @@ def run(
 
 
 def _stored(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in ("samples", "features", "labels")}
+    return {k: v for k, v in result.items() if k not in ("draws", "features", "labels")}
 
 
 def _sample_grids(learned: list[dict], grid: tuple) -> dict:
@@ -356,7 +356,7 @@ def _sample_grids(learned: list[dict], grid: tuple) -> dict:
                 steps_for(result["cell"]["method"], result["cell"]["options"], nominal)
                 == result["cell"]["steps"]
             ):
-                images = result["samples"][:SAMPLE_GRID_IMAGES].round(4).tolist()
+                images = result["draws"][:SAMPLE_GRID_IMAGES].round(4).tolist()
                 chosen.setdefault(str(nominal), []).append(
                     {"label": result["label"], "nfe": result["nfe"], "images": images}
                 )
