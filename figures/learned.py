@@ -33,6 +33,7 @@ def _draw(axis, curves: dict[str, list]) -> None:
         axis.plot(nfe, values, marker="o", ms=3, label=label, **_style(index, label))
     axis.set_xscale("log")
     axis.set_yscale("log")
+    # divergent low-NFE points (up to 1e10) would flatten the converged region; the table has their values
     axis.set_ylim(top=QUALITY_CEILING)
     axis.set_xlabel("NFE (model evaluations)")
 

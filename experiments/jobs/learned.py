@@ -130,14 +130,19 @@ def headline_cells(base: CoupledCell, grid: tuple, methods) -> tuple[list[Couple
     return cells, references
 
 
+def reference_role(label: str) -> str:
+    """The reference a method is compared with: the probability-flow ODE for EDM churn (fresh noise), the SDE
+    for every path-driven method."""
+    return "ode" if label == CHURN_LABEL else "sde"
+
+
 def headline_table(cells: list[dict], references: dict, target: FeatureStatistics, resamples: int) -> dict:
     """NFE to plateau with the rule of config.PLATEAU_FRACTION. `cells` and `references` hold result dicts
     with a "features" array (per sample, the same sample order everywhere); `target` is the statistics of the
     data (learned model) or of the exact law (mixture)."""
     count = references["sde"]["features"].shape[0]
     everything = np.arange(count)
-    reference_of = {c["label"]: "sde" for c in cells}
-    reference_of[CHURN_LABEL] = "ode"
+    reference_of = {c["label"]: reference_role(c["label"]) for c in cells}
 
     def threshold(indices):
         statistics = FeatureStatistics.from_features(references["sde"]["features"][indices])
@@ -191,7 +196,7 @@ def headline_table(cells: list[dict], references: dict, target: FeatureStatistic
 
 def cell_measures(cell: dict, references: dict, target: FeatureStatistics) -> dict:
     """The stored measures of one cell against its reference and the target."""
-    reference = references["ode" if cell["label"] == CHURN_LABEL else "sde"]
+    reference = references[reference_role(cell["label"])]
     everything = np.arange(cell["features"].shape[0])
     difference = cell["draws"].astype(np.float64) - reference["draws"]
     finite = np.isfinite(cell["features"]).all()

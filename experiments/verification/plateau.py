@@ -37,6 +37,11 @@ def coupled_frechet(features, reference, indices) -> float:
     )
 
 
+def best_of(reached: dict, labels: list[str]) -> int | None:
+    """The smallest NFE to plateau among `labels` that reach it; None when none does."""
+    return min((reached[label] for label in labels if reached.get(label) is not None), default=None)
+
+
 def ratio_bounds(reached: dict, largest: dict, earlier: list[str], seeds: list[str]) -> dict:
     """Bounds (low, high) on each earlier method's NFE over the best SEEDS variant's.
 
@@ -45,8 +50,7 @@ def ratio_bounds(reached: dict, largest: dict, earlier: list[str], seeds: list[s
     that does not reach needs more than every reached one); when none is reached it exceeds the smallest of
     their largest NFEs. Known / known is exact; known / censored is below known / largest; censored / known
     is above largest / known; censored / censored says nothing, (0, inf)."""
-    seeds_reached = [reached[label] for label in seeds if reached.get(label) is not None]
-    best = min(seeds_reached) if seeds_reached else None
+    best = best_of(reached, seeds)
     seeds_beyond = min((largest[label] for label in seeds if label in largest), default=None)
     out = {}
     for label in earlier:
@@ -119,7 +123,7 @@ def plateau_bootstrap(
         "threshold_ci": _interval([d[0] for d in draws], level),
         "nfe_to_plateau": reached,
         "nfe_ci": {label: _interval([as_number(d[1][label]) for d in draws], level) for label in reached},
-        "best_seeds": min((reached[s] for s in seeds if reached.get(s) is not None), default=None),
+        "best_seeds": best_of(reached, seeds),
         "ratios": ratios,
         "resamples": resamples,
         "level": level,
