@@ -63,7 +63,11 @@ def quality_figure(payload: dict, folder: Path, suffix: str = "") -> None:
     ):
         _draw(axis, _curves(part["cells"], lambda r: r["measures"]["coupled_frechet"]))
         threshold = part["headline"]["threshold"]
-        axis.axhline(threshold, color="k", lw=0.8, ls=":", label="plateau threshold")
+        decided = part["headline"]["reference_checks"]["sde"]["passed"]
+        label = (
+            "plateau threshold" if decided else "plateau threshold (reference check failed: nothing decided)"
+        )
+        axis.axhline(threshold, color="k", lw=0.8, ls=":", label=label)
         axis.set_ylim(bottom=threshold / 20)
         axis.set_title(title, fontsize=8)
         axis.legend(fontsize=6, ncol=2)

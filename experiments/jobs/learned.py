@@ -183,9 +183,9 @@ def headline_table(cells: list[dict], references: dict, target: FeatureStatistic
 
     compared = [label for label in COMPARED_LABELS if label in reference_of and label not in unresolved]
     table = plateau_bootstrap(count, curves, threshold, SEEDS_LABELS, compared, resamples)
-    for label in sorted(unresolved):
-        table["nfe_to_plateau"][label] = None
-        table["nfe_ci"][label] = None
+    # every method in the cells' order; an unresolved one has no NFE and no interval
+    for key in ("nfe_to_plateau", "nfe_ci"):
+        table[key] = {label: table[key].get(label) for label in reference_of}
     return {
         **table,
         "reference_checks": checks,
@@ -408,7 +408,9 @@ def headline_lines(table: dict, title: str, rule: str) -> list[str]:
     for label, nfe in table["nfe_to_plateau"].items():
         interval = table["nfe_ci"].get(label)
         row = table["ratios"].get(label)
-        cells = [_nfe_text(nfe, interval) if interval is not None else "unresolved (its check failed)"]
+        cells = [
+            _nfe_text(nfe, interval) if interval is not None else "unresolved (its reference's check failed)"
+        ]
         if row:
             cells += [
                 _ratio_text(row),
@@ -418,7 +420,10 @@ def headline_lines(table: dict, title: str, rule: str) -> list[str]:
         else:
             cells += ["", "", ""]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"Best SEEDS variant: {_nfe_text(table['best_seeds'])} NFE."]
+    if table["reference_checks"]["sde"]["passed"]:
+        lines += ["", f"Best SEEDS variant: {_nfe_text(table['best_seeds'])} NFE."]
+    else:
+        lines += ["", "Nothing decided: the SDE reference failed its check."]
     return lines
 
 

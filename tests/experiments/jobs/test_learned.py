@@ -20,7 +20,13 @@ from seeds.experiments.config import (
     PLATEAU_FRACTION,
     REFERENCE_MARGIN,
 )
-from seeds.experiments.jobs.learned import CHURN_LABEL, headline_cells, headline_table, verdict
+from seeds.experiments.jobs.learned import (
+    CHURN_LABEL,
+    headline_cells,
+    headline_lines,
+    headline_table,
+    verdict,
+)
 from seeds.experiments.jobs.sharding import shard_map
 from seeds.experiments.metrics.frechet import FeatureStatistics
 from seeds.experiments.problems import make_problem
@@ -140,6 +146,29 @@ def test_headline_uses_the_ode_reference_for_churn_and_marks_a_failed_check_unre
     assert table["unresolved"] == [CHURN_LABEL] and table["nfe_to_plateau"][CHURN_LABEL] is None
     assert table["nfe_to_plateau"]["seeds-3/data"] == 12 and table["nfe_to_plateau"]["euler-maruyama"] == 24
     assert table["ratios"]["euler-maruyama"]["bounds"] == [2.0, 2.0] and CHURN_LABEL not in table["ratios"]
+
+
+def test_a_failed_sde_reference_check_decides_nothing():
+    generator = np.random.default_rng(1)
+    data = generator.normal(size=(400, 3))
+    reference = data + 1.0
+    references = {
+        "sde": _result("seeds-3/data", 768, reference),
+        "sde_check": _result("esra/data", 768, reference + 0.3),  # 0.27 from the reference: limit 0.03
+        "ode": _result("edm-heun", 767, data + 0.5),
+    }
+    cells = [
+        _result("seeds-3/data", 12, reference + 0.01),
+        _result("euler-maruyama", 12, reference + 0.3),
+        _result("euler-maruyama", 24, reference + 0.01),
+    ]
+    table = headline_table(cells, references, FeatureStatistics.from_features(data), resamples=20)
+    assert not table["reference_checks"]["sde"]["passed"]
+    assert table["unresolved"] == ["euler-maruyama", "seeds-3/data"] and table["ratios"] == {}
+    assert table["nfe_to_plateau"] == {"seeds-3/data": None, "euler-maruyama": None}
+    lines = headline_lines(table, "mixture", "rule")
+    assert "| seeds-3/data | unresolved (its reference's check failed) |  |  |  |" in lines
+    assert lines[-1] == "Nothing decided: the SDE reference failed its check."
 
 
 def test_the_cells_run_each_step_count_once_and_the_references_at_the_factor():
