@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SETUP := $(VENV)/.setup-done
 PEERS := "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" "trampoline==0.1.2"
 
-.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring exact-weak model model-mnist figures bench esra-quality digits-mixture clean
+.PHONY: setup peers test test-slow coefficients lint convergence-plots weak-ring exact-weak model model-mnist figures figures-long bench esra-quality digits-mixture clean
 
 setup: $(SETUP)
 
@@ -57,10 +57,15 @@ model-mnist: $(SETUP)
 	$(VENV)/bin/seeds train --dataset mnist --steps 20000 --base-channels 64
 
 # the headline comparison at default scale: NFE to plateau on the learned model and the digits mixture
-# (results/learned, figures/*_learned*, figures/learned_table.md; ~30 min on 2 cores)
+# (results/learned, figures/*_learned*, figures/learned_table.md; ~18 min on 2 cores)
 figures: $(SETUP)
 	$(PY) -m pip install -q -e ".[fit]"
 	$(VENV)/bin/seeds figures
+
+# the same on the longer grid (NFE 6-192) with 512 samples, the run that decides the claim (~52 min on 2 cores)
+figures-long: $(SETUP)
+	$(PY) -m pip install -q -e ".[fit]"
+	$(VENV)/bin/seeds figures --scale long
 
 # speed measured in one run (results/bench.{json,md}); run it on an otherwise idle machine
 bench: $(SETUP)

@@ -628,7 +628,7 @@ def _figures_command(subparsers):
         type=_positive_integer,
         default=None,
         help="samples of the learned model per cell: 2 to 256, or a multiple of 256 (default: the scale's, "
-        "512 for the default scale)",
+        "256 for the default scale, 512 for the long one)",
     )
     parser.add_argument(
         "--metric", default="classifier", choices=config.LEARNED_METRICS, help="sample quality measure"
@@ -652,8 +652,8 @@ def _figures_command(subparsers):
         "--scale",
         default="default",
         choices=sorted(config.HEADLINE_SCALES),
-        help="default: every method at NFE 6-96, 512 samples (~30 min on 2 cores); long: NFE 6-192 (about 1 h "
-        "more); quick: a few cells, for tests",
+        help="default: every method at NFE 6-96, 256 samples (~18 min on 2 cores); long: NFE 6-192, 512 "
+        "samples (about 1 h); quick: a few cells, for tests",
     )
     parser.set_defaults(run=_run_figures)
 
